@@ -1,0 +1,148 @@
+//! The configuration of one virtual router instance.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::packet::{Auth, ChecksumMode, Version};
+use super::timer::Centiseconds;
+
+/// One VRRP instance: a VRID on one interface, one address family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// RFC 5798 §5.2.3: 1-255.
+    pub vrid: u8,
+    pub version: Version,
+    /// RFC 5798 §6.1: 255 for the owner of the virtual addresses, else
+    /// 1-254. Trackers lower the effective priority at run time
+    /// ([`super::Instance::set_priority`]); this is the starting value.
+    pub priority: u8,
+    /// RFC 5798 §6.1 Advertisement_Interval. For VRRPv2 it must be whole
+    /// seconds (RFC 3768 §5.3.7), 1-255 s; for VRRPv3 1-4095 cs.
+    pub advert_interval: Centiseconds,
+    /// RFC 5798 §6.1 Preempt_Mode: whether a higher-priority backup takes
+    /// over from a lower-priority master.
+    pub preempt: bool,
+    /// keepalived's `preempt_delay`: after startup (and after leaving Fault)
+    /// the instance accepts a lower-priority master for this long before it
+    /// preempts, so a node that just booted does not grab the address before
+    /// its services are warm. Zero disables it.
+    pub preempt_delay: Duration,
+    /// The address adverts are sent from; it breaks priority ties
+    /// (RFC 5798 §6.4.3) and lets the instance recognise its own adverts.
+    pub primary_address: IpAddr,
+    /// RFC 5798 §5.2.9: the addresses the master holds, all of the family of
+    /// `primary_address`.
+    pub virtual_addresses: Vec<IpAddr>,
+    /// VRRPv2 only (RFC 3768 §5.3.6).
+    pub auth: Auth,
+    /// VRRPv3 over IPv4 only; see [`ChecksumMode`].
+    pub checksum_mode: ChecksumMode,
+    /// When a master hears a lower-priority advert (two masters, e.g. after
+    /// a partition heals), re-announce the virtual addresses as well as
+    /// advertising at once. The other master gives up on our advert, but
+    /// hosts and switches may have learned its MAC meanwhile; keepalived's
+    /// `garp_lower_prio_repeat` exists for the same reason.
+    pub announce_on_lower_priority: bool,
+}
+
+impl Config {
+    /// An instance with keepalived's defaults: VRRPv3, priority 100, one
+    /// second interval, preemption on, no delay.
+    pub fn new(vrid: u8, primary_address: IpAddr, virtual_addresses: Vec<IpAddr>) -> Config {
+        Config {
+            vrid,
+            version: Version::V3,
+            priority: 100,
+            advert_interval: Centiseconds(100),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            primary_address,
+            virtual_addresses,
+            auth: Auth::None,
+            checksum_mode: ChecksumMode::default(),
+            announce_on_lower_priority: true,
+        }
+    }
+
+    /// RFC 5798 §6.1: Advertisement_Interval as a duration.
+    pub fn advert_interval(&self) -> Duration {
+        self.advert_interval.to_duration()
+    }
+
+    /// Checks the rules the protocol imposes on a configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.vrid == 0 {
+            return Err(ConfigError::VridZero);
+        }
+        if self.priority == 0 {
+            return Err(ConfigError::PriorityZero);
+        }
+        if self.virtual_addresses.is_empty() {
+            return Err(ConfigError::NoVirtualAddresses);
+        }
+        if self.virtual_addresses.len() > 255 {
+            return Err(ConfigError::TooManyVirtualAddresses);
+        }
+        let ipv6 = self.primary_address.is_ipv6();
+        if self.virtual_addresses.iter().any(|a| a.is_ipv6() != ipv6) {
+            return Err(ConfigError::AddressFamilyMismatch);
+        }
+        match self.version {
+            Version::V2 => {
+                if ipv6 {
+                    return Err(ConfigError::V2OverIpv6);
+                }
+                let cs = self.advert_interval.0;
+                if cs == 0 || !cs.is_multiple_of(100) || cs / 100 > 255 {
+                    return Err(ConfigError::BadAdvertInterval);
+                }
+            }
+            Version::V3 => {
+                if self.advert_interval.0 == 0 || self.advert_interval > Centiseconds::MAX {
+                    return Err(ConfigError::BadAdvertInterval);
+                }
+                if self.auth != Auth::None {
+                    return Err(ConfigError::AuthWithV3);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A configuration the protocol cannot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    VridZero,
+    /// Priority 0 is reserved for "master leaving" (RFC 5798 §5.2.4).
+    PriorityZero,
+    NoVirtualAddresses,
+    TooManyVirtualAddresses,
+    AddressFamilyMismatch,
+    V2OverIpv6,
+    BadAdvertInterval,
+    /// RFC 5798 §9 removed authentication from VRRPv3.
+    AuthWithV3,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConfigError::VridZero => "VRID must be 1-255",
+            ConfigError::PriorityZero => "priority must be 1-255 (0 means 'master leaving')",
+            ConfigError::NoVirtualAddresses => "at least one virtual address is required",
+            ConfigError::TooManyVirtualAddresses => "at most 255 virtual addresses fit an advert",
+            ConfigError::AddressFamilyMismatch => {
+                "virtual addresses must be of the primary address's family"
+            }
+            ConfigError::V2OverIpv6 => "VRRPv2 is IPv4 only; use VRRPv3 for IPv6",
+            ConfigError::BadAdvertInterval => {
+                "advertisement interval must be 1-255 whole seconds (v2) or 10ms-40.95s in 10ms steps (v3)"
+            }
+            ConfigError::AuthWithV3 => "VRRPv3 has no authentication",
+        })
+    }
+}
+
+impl std::error::Error for ConfigError {}

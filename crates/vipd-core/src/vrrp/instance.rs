@@ -1,0 +1,691 @@
+//! The VRRP state machine of RFC 5798 §6.4 (RFC 3768 §6.4 for VRRPv2), one
+//! virtual router on one interface.
+//!
+//! Sans-IO: the IO shell feeds events in with the current time
+//! ([`Instance::startup`], [`Instance::handle_advert`],
+//! [`Instance::handle_timeout`], [`Instance::set_priority`],
+//! [`Instance::set_fault`], [`Instance::shutdown`]), drains
+//! [`Instance::poll_action`] after each, and calls
+//! [`Instance::handle_timeout`] again at [`Instance::next_timeout`].
+//!
+//! Beyond the RFC's Initialize/Backup/Master there is keepalived's Fault: the
+//! interface is down or a tracker says this node must not serve, so it
+//! neither advertises nor holds the addresses nor takes over.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::config::{Config, ConfigError};
+use super::packet::{Advertisement, DecodeOptions, Version, VersionFields};
+use super::timer::{Centiseconds, Timestamp, master_down_interval, skew_time_v2, skew_time_v3};
+
+/// RFC 5798 §5.2.4: the priority a master sends when it stops.
+pub const PRIORITY_STOP: u8 = 0;
+/// RFC 5798 §5.2.4: the priority of the virtual addresses' owner.
+pub const PRIORITY_OWNER: u8 = 255;
+
+/// RFC 5798 §6.4, plus Fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// §6.4.1: not started, or shut down.
+    Initialize,
+    /// §6.4.2: watching the master, ready to take over.
+    Backup,
+    /// §6.4.3: holding the virtual addresses and advertising.
+    Master,
+    /// Not an RFC state: unable or unfit to serve (see [`FaultReason`]).
+    Fault,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Initialize => "initialize",
+            State::Backup => "backup",
+            State::Master => "master",
+            State::Fault => "fault",
+        })
+    }
+}
+
+/// Why an instance is in Fault.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FaultReason {
+    /// The interface lost its link or was set down.
+    InterfaceDown,
+    /// A tracker (health check, tracked interface) reported a fault.
+    Tracker(String),
+}
+
+impl fmt::Display for FaultReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultReason::InterfaceDown => f.write_str("interface down"),
+            FaultReason::Tracker(name) => write!(f, "tracker {name} failed"),
+        }
+    }
+}
+
+/// Why the state changed, for logs and events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// §6.4.1: started as Backup.
+    Startup,
+    /// §6.4.1: started with priority 255, the owner goes straight to Master.
+    AddressOwner,
+    /// §6.4.2: no advertisement for Master_Down_Interval.
+    MasterDownTimerExpired,
+    /// §6.4.2: the master announced it is leaving (priority 0), and
+    /// Skew_Time passed with nobody else taking over.
+    MasterLeft { from: IpAddr },
+    /// §6.4.2: with preemption on, the master's adverts had a lower priority
+    /// and were ignored until Master_Down_Interval passed.
+    PreemptedLowerPriority { priority: u8, from: IpAddr },
+    /// §6.4.3: a higher-priority advert reached the master.
+    HigherPriority { priority: u8, from: IpAddr },
+    /// §6.4.3: an equal-priority advert from a higher address.
+    EqualPriorityHigherAddress { priority: u8, from: IpAddr },
+    /// Stopped by the operator (§6.4.2/§6.4.3 Shutdown event).
+    Shutdown,
+    /// Entered Fault.
+    Fault(FaultReason),
+    /// Left Fault.
+    FaultCleared,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Startup => f.write_str("startup"),
+            Reason::AddressOwner => f.write_str("address owner (priority 255)"),
+            Reason::MasterDownTimerExpired => f.write_str("master down timer expired"),
+            Reason::MasterLeft { from } => write!(f, "priority 0 from master {from}"),
+            Reason::PreemptedLowerPriority { priority, from } => {
+                write!(f, "preempted lower priority {priority} from {from}")
+            }
+            Reason::HigherPriority { priority, from } => {
+                write!(f, "higher priority {priority} from {from}")
+            }
+            Reason::EqualPriorityHigherAddress { priority, from } => {
+                write!(f, "equal priority {priority} from higher address {from}")
+            }
+            Reason::Shutdown => f.write_str("shutdown"),
+            Reason::Fault(reason) => reason.fmt(f),
+            Reason::FaultCleared => f.write_str("fault cleared"),
+        }
+    }
+}
+
+/// What the IO shell must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Log it, export it, run notify hooks. Comes before the actions the
+    /// change causes.
+    StateChanged {
+        from: State,
+        to: State,
+        reason: Reason,
+    },
+    /// Add a virtual address to the interface.
+    AddVip(IpAddr),
+    /// Remove a virtual address from the interface.
+    RemoveVip(IpAddr),
+    /// Encode (with [`Config::checksum_mode`]) and send to the VRRP group or
+    /// the unicast peers, TTL / hop limit 255.
+    SendAdvert(Advertisement),
+    /// Announce a virtual address: gratuitous ARP (IPv4) or unsolicited
+    /// Neighbor Advertisement (IPv6), see [`super::announce`].
+    SendGratuitous(IpAddr),
+}
+
+/// The master a backup last accepted an advert from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterInfo {
+    pub address: IpAddr,
+    pub priority: u8,
+    pub advert_interval: Duration,
+}
+
+/// An advertisement the instance processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Clean,
+    /// RFC 5798 §7.1: the address list differs from ours, but the sender is
+    /// the address owner (priority 255), so it was processed anyway. The
+    /// configurations disagree: log it.
+    AddressListMismatchFromOwner,
+}
+
+/// An advertisement the instance dropped, by RFC 5798 §7.1's receive checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// In Initialize or Fault: nobody is listening.
+    NotListening { state: State },
+    /// §7.1: the VRID is not the one configured.
+    WrongVrid { received: u8 },
+    /// §7.1: the version is not the one configured.
+    WrongVersion { received: Version },
+    /// The advert's family differs from the instance's (another instance
+    /// with the same VRID in the other family owns it).
+    WrongAddressFamily,
+    /// Our own advert looped back (multicast loop, or a unicast peer list
+    /// naming ourselves).
+    OwnAdvert,
+    /// RFC 3768 §7.1 (VRRPv2 only): the interval differs from the configured
+    /// one. VRRPv3 learns the master's interval instead.
+    AdvertIntervalMismatch { received: Duration },
+    /// RFC 5798 §7.1: the address list differs and the sender is not the
+    /// owner, so the packet MUST be dropped.
+    AddressListMismatch,
+}
+
+impl Rejected {
+    /// A stable snake_case name for counters and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejected::NotListening { .. } => "not_listening",
+            Rejected::WrongVrid { .. } => "wrong_vrid",
+            Rejected::WrongVersion { .. } => "wrong_version",
+            Rejected::WrongAddressFamily => "wrong_address_family",
+            Rejected::OwnAdvert => "own_advert",
+            Rejected::AdvertIntervalMismatch { .. } => "advert_interval_mismatch",
+            Rejected::AddressListMismatch => "address_list_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejected::NotListening { state } => write!(f, "advert ignored in state {state}"),
+            Rejected::WrongVrid { received } => write!(f, "advert for VRID {received}"),
+            Rejected::WrongVersion { received } => write!(f, "{received} advert"),
+            Rejected::WrongAddressFamily => f.write_str("advert of the other address family"),
+            Rejected::OwnAdvert => f.write_str("own advert looped back"),
+            Rejected::AdvertIntervalMismatch { received } => {
+                write!(f, "advert interval {received:?} differs from ours")
+            }
+            Rejected::AddressListMismatch => {
+                f.write_str("virtual address list differs from ours (misconfiguration)")
+            }
+        }
+    }
+}
+
+/// What the running Master_Down_Timer means, so its expiry can be logged
+/// with the real cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DownTimerCause {
+    /// Reset by the last accepted advert (or startup): the master went quiet.
+    MasterSilent,
+    /// §6.4.2: shortened to Skew_Time by a priority 0 advert.
+    MasterLeft { from: IpAddr },
+    /// §6.4.2: a lower-priority master is being ignored, so we will preempt.
+    PreemptingLower { priority: u8, from: IpAddr },
+}
+
+/// One VRRP virtual router. See the module docs.
+#[derive(Debug)]
+pub struct Instance {
+    config: Config,
+    state: State,
+    /// The priority we advertise and compare with: the configured one,
+    /// lowered by trackers.
+    priority: u8,
+    fault: Option<FaultReason>,
+    /// §6.1: the interval of the current master (learned in VRRPv3, the
+    /// configured one in VRRPv2 and until a master is heard).
+    master_adver_interval: Duration,
+    /// §6.2: Backup only.
+    master_down_timer: Option<Timestamp>,
+    down_timer_cause: DownTimerCause,
+    /// §6.2: Master only.
+    adver_timer: Option<Timestamp>,
+    /// Preempt_Delay: lower-priority masters are accepted before this.
+    preempt_allowed_from: Timestamp,
+    master: Option<MasterInfo>,
+    /// Our virtual addresses, sorted, to compare with advertised lists.
+    sorted_addresses: Vec<IpAddr>,
+    actions: VecDeque<Action>,
+}
+
+impl Instance {
+    /// An instance in Initialize. Nothing happens until [`Instance::startup`].
+    pub fn new(config: Config) -> Result<Instance, ConfigError> {
+        config.validate()?;
+        let mut sorted_addresses = config.virtual_addresses.clone();
+        sorted_addresses.sort_unstable();
+        Ok(Instance {
+            priority: config.priority,
+            master_adver_interval: config.advert_interval(),
+            state: State::Initialize,
+            fault: None,
+            master_down_timer: None,
+            down_timer_cause: DownTimerCause::MasterSilent,
+            adver_timer: None,
+            preempt_allowed_from: Timestamp::ZERO,
+            master: None,
+            sorted_addresses,
+            actions: VecDeque::new(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The effective priority (configured, lowered by trackers).
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    pub fn fault(&self) -> Option<&FaultReason> {
+        self.fault.as_ref()
+    }
+
+    /// In Backup, the master last heard from.
+    pub fn master(&self) -> Option<MasterInfo> {
+        self.master
+    }
+
+    /// The options to decode this instance's packets with.
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            checksum_mode: self.config.checksum_mode,
+            auth: match self.config.version {
+                Version::V2 => Some(self.config.auth),
+                Version::V3 => None,
+            },
+        }
+    }
+
+    /// RFC 5798 §6.1 Skew_Time for the current priority and master interval.
+    pub fn skew_time(&self) -> Duration {
+        match self.config.version {
+            Version::V2 => skew_time_v2(self.priority),
+            Version::V3 => skew_time_v3(self.priority, self.master_adver_interval),
+        }
+    }
+
+    /// RFC 5798 §6.1 Master_Down_Interval.
+    pub fn master_down_interval(&self) -> Duration {
+        master_down_interval(self.master_adver_interval, self.skew_time())
+    }
+
+    /// The next action for the IO shell, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Instance::handle_timeout`] must be called next.
+    pub fn next_timeout(&self) -> Option<Timestamp> {
+        match (self.master_down_timer, self.adver_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// RFC 5798 §6.4.1: the Startup event.
+    pub fn startup(&mut self, now: Timestamp) {
+        if self.state != State::Initialize {
+            return;
+        }
+        self.preempt_allowed_from = now + self.config.preempt_delay;
+        if let Some(reason) = self.fault.clone() {
+            self.change_state(State::Fault, Reason::Fault(reason));
+            return;
+        }
+        self.enter_service(now, Reason::Startup);
+    }
+
+    /// RFC 5798 §6.4.2/§6.4.3: the Shutdown event.
+    pub fn shutdown(&mut self, _now: Timestamp) {
+        match self.state {
+            State::Initialize => {}
+            State::Master => {
+                // §6.4.3: cancel the Adver_Timer, send an ADVERTISEMENT with
+                // priority 0, transition to Initialize. The priority-0 advert
+                // goes out first so backups start their Skew_Time at once.
+                self.adver_timer = None;
+                self.send_advert(PRIORITY_STOP);
+                self.change_state(State::Initialize, Reason::Shutdown);
+                self.remove_addresses();
+            }
+            State::Backup | State::Fault => {
+                // §6.4.2: cancel the Master_Down_Timer, go to Initialize.
+                self.master_down_timer = None;
+                self.master = None;
+                self.change_state(State::Initialize, Reason::Shutdown);
+            }
+        }
+    }
+
+    /// Fires the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        match self.state {
+            State::Backup => {
+                // §6.4.2: Master_Down_Timer fires -> become Master.
+                if self.master_down_timer.is_some_and(|t| t <= now) {
+                    let reason = match self.down_timer_cause {
+                        DownTimerCause::MasterSilent => Reason::MasterDownTimerExpired,
+                        DownTimerCause::MasterLeft { from } => Reason::MasterLeft { from },
+                        DownTimerCause::PreemptingLower { priority, from } => {
+                            Reason::PreemptedLowerPriority { priority, from }
+                        }
+                    };
+                    self.become_master(now, reason);
+                }
+            }
+            State::Master => {
+                // §6.4.3: Adver_Timer fires -> send an ADVERTISEMENT, reset
+                // the timer to Advertisement_Interval.
+                if self.adver_timer.is_some_and(|t| t <= now) {
+                    self.send_advert(self.priority);
+                    self.adver_timer = Some(now + self.config.advert_interval());
+                }
+            }
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// Processes a decoded advertisement received from `src` (the IP source
+    /// address). TTL, checksum and authentication were checked by the codec.
+    pub fn handle_advert(
+        &mut self,
+        now: Timestamp,
+        src: IpAddr,
+        advert: &Advertisement,
+    ) -> Result<Accepted, Rejected> {
+        let accepted = self.check_advert(src, advert)?;
+        match self.state {
+            State::Backup => self.backup_receive(now, src, advert),
+            State::Master => self.master_receive(now, src, advert),
+            State::Initialize | State::Fault => {}
+        }
+        Ok(accepted)
+    }
+
+    /// RFC 5798 §7.1's receive checks that need the configuration.
+    fn check_advert(&self, src: IpAddr, advert: &Advertisement) -> Result<Accepted, Rejected> {
+        if matches!(self.state, State::Initialize | State::Fault) {
+            return Err(Rejected::NotListening { state: self.state });
+        }
+        // §7.1: MUST verify that the VRID is configured on the interface.
+        if advert.vrid != self.config.vrid {
+            return Err(Rejected::WrongVrid {
+                received: advert.vrid,
+            });
+        }
+        // §7.1: MUST verify the version.
+        if advert.version() != self.config.version {
+            return Err(Rejected::WrongVersion {
+                received: advert.version(),
+            });
+        }
+        if src.is_ipv6() != self.config.primary_address.is_ipv6() {
+            return Err(Rejected::WrongAddressFamily);
+        }
+        if src == self.config.primary_address {
+            return Err(Rejected::OwnAdvert);
+        }
+        // RFC 3768 §7.1: MUST verify that the Adver Interval matches ours.
+        if let VersionFields::V2 { .. } = advert.fields
+            && advert.advert_interval() != self.config.advert_interval()
+        {
+            return Err(Rejected::AdvertIntervalMismatch {
+                received: advert.advert_interval(),
+            });
+        }
+        // §7.1: MAY verify the address list; on mismatch log, and drop
+        // unless the sender is the owner. Compared as sets: the order of the
+        // list carries no meaning. (keepalived drops even the owner's; the
+        // RFC lets the owner win, so a misconfigured backup cannot keep the
+        // owner's addresses hostage.)
+        let mut addresses = advert.addresses.clone();
+        addresses.sort_unstable();
+        addresses.dedup();
+        if addresses != self.sorted_addresses {
+            if advert.priority != PRIORITY_OWNER {
+                return Err(Rejected::AddressListMismatch);
+            }
+            return Ok(Accepted::AddressListMismatchFromOwner);
+        }
+        Ok(Accepted::Clean)
+    }
+
+    /// RFC 5798 §6.4.2: an ADVERTISEMENT received in Backup.
+    fn backup_receive(&mut self, now: Timestamp, src: IpAddr, advert: &Advertisement) {
+        if advert.priority == PRIORITY_STOP {
+            // §6.4.2: priority 0 -> set the Master_Down_Timer to Skew_Time.
+            self.master_down_timer = Some(now + self.skew_time());
+            self.down_timer_cause = DownTimerCause::MasterLeft { from: src };
+            self.master = None;
+            return;
+        }
+        let lower = advert.priority < self.priority;
+        // Preempt_Delay: right after startup, follow a lower-priority master
+        // as if preemption were off.
+        let may_preempt = self.config.preempt && now >= self.preempt_allowed_from;
+        if !lower || !may_preempt {
+            // §6.4.2: priority >= local, or Preempt_Mode false: accept.
+            if self.config.version == Version::V3 {
+                // §6.4.2: set Master_Adver_Interval to the advert's,
+                // recompute Skew_Time and Master_Down_Interval.
+                self.master_adver_interval = advert.advert_interval();
+            }
+            self.master = Some(MasterInfo {
+                address: src,
+                priority: advert.priority,
+                advert_interval: advert.advert_interval(),
+            });
+            // §6.4.2: reset the Master_Down_Timer to Master_Down_Interval.
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.down_timer_cause = DownTimerCause::MasterSilent;
+        } else {
+            // §6.4.2: preempting a lower priority -> discard the advert; the
+            // Master_Down_Timer runs out and we take over.
+            self.down_timer_cause = DownTimerCause::PreemptingLower {
+                priority: advert.priority,
+                from: src,
+            };
+        }
+    }
+
+    /// RFC 5798 §6.4.3: an ADVERTISEMENT received in Master.
+    fn master_receive(&mut self, now: Timestamp, src: IpAddr, advert: &Advertisement) {
+        if advert.priority == PRIORITY_STOP {
+            // §6.4.3: priority 0 (another master leaving, or a stale one) ->
+            // send an ADVERTISEMENT at once and reset the Adver_Timer, so the
+            // backups that just armed Skew_Time hear us first.
+            self.send_advert(self.priority);
+            self.adver_timer = Some(now + self.config.advert_interval());
+            return;
+        }
+        // §6.4.3: greater priority, or equal priority and a greater primary
+        // address (compared as unsigned integers in network byte order, which
+        // is how Ipv4Addr/Ipv6Addr order) -> step down.
+        let reason = if advert.priority > self.priority {
+            Some(Reason::HigherPriority {
+                priority: advert.priority,
+                from: src,
+            })
+        } else if advert.priority == self.priority && src > self.config.primary_address {
+            Some(Reason::EqualPriorityHigherAddress {
+                priority: advert.priority,
+                from: src,
+            })
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                // §6.4.3: cancel the Adver_Timer, (v3) learn the interval,
+                // set the Master_Down_Timer to Master_Down_Interval, go to
+                // Backup.
+                self.adver_timer = None;
+                if self.config.version == Version::V3 {
+                    self.master_adver_interval = advert.advert_interval();
+                }
+                self.master = Some(MasterInfo {
+                    address: src,
+                    priority: advert.priority,
+                    advert_interval: advert.advert_interval(),
+                });
+                self.change_state(State::Backup, reason);
+                self.remove_addresses();
+                self.master_down_timer = Some(now + self.master_down_interval());
+                self.down_timer_cause = DownTimerCause::MasterSilent;
+            }
+            None => {
+                // §6.4.3: lower priority -> discard. RFC 9568 §6.4.3 adds:
+                // send an ADVERTISEMENT immediately, so the other master
+                // yields now rather than at our next interval, and (as
+                // keepalived does) re-announce the addresses, which the
+                // other master's gratuitous ARPs may have pulled away.
+                self.send_advert(self.priority);
+                self.adver_timer = Some(now + self.config.advert_interval());
+                if self.config.announce_on_lower_priority {
+                    self.announce_addresses();
+                }
+            }
+        }
+    }
+
+    /// Sets the effective priority (trackers add and subtract weights).
+    ///
+    /// Clamped to 1-255: priority 0 means "leaving" on the wire, and a node
+    /// that must not serve at all belongs in Fault. A master carries the new
+    /// priority in its next advert; whether a backup preempts is decided by
+    /// the peers' §6.4.2 rules. A backup recomputes Skew_Time, and with it
+    /// Master_Down_Interval, from the next advert on (§6.1 ties both to
+    /// Priority).
+    pub fn set_priority(&mut self, _now: Timestamp, priority: u8) {
+        self.priority = priority.max(1);
+    }
+
+    /// Enters Fault (interface down, tracker fault): stop advertising, drop
+    /// the addresses, do not take over.
+    ///
+    /// A master that still has a link sends a priority-0 advert first, so
+    /// the backups take over after Skew_Time instead of
+    /// Master_Down_Interval (keepalived does the same). With the interface
+    /// down it would only fail to send.
+    pub fn set_fault(&mut self, _now: Timestamp, reason: FaultReason) {
+        if self.fault.as_ref() == Some(&reason) {
+            return;
+        }
+        self.fault = Some(reason.clone());
+        match self.state {
+            State::Initialize => {}
+            State::Fault => {}
+            State::Master => {
+                self.adver_timer = None;
+                if reason != FaultReason::InterfaceDown {
+                    self.send_advert(PRIORITY_STOP);
+                }
+                self.change_state(State::Fault, Reason::Fault(reason));
+                self.remove_addresses();
+            }
+            State::Backup => {
+                self.master_down_timer = None;
+                self.master = None;
+                self.change_state(State::Fault, Reason::Fault(reason));
+            }
+        }
+    }
+
+    /// Leaves Fault. The instance restarts as at §6.4.1 Startup: owner to
+    /// Master, anyone else to Backup, waiting a full Master_Down_Interval
+    /// to hear the current master before taking over.
+    pub fn clear_fault(&mut self, now: Timestamp) {
+        if self.fault.take().is_none() {
+            return;
+        }
+        if self.state == State::Fault {
+            self.preempt_allowed_from = now + self.config.preempt_delay;
+            self.enter_service(now, Reason::FaultCleared);
+        }
+    }
+
+    /// The advertisement this instance sends, with `priority`.
+    pub fn advertisement(&self, priority: u8) -> Advertisement {
+        let fields = match self.config.version {
+            Version::V2 => VersionFields::V2 {
+                // Config::validate guarantees whole seconds below 256.
+                advert_interval_secs: u8::try_from(self.config.advert_interval.0 / 100)
+                    .unwrap_or(u8::MAX),
+                auth: self.config.auth,
+            },
+            Version::V3 => VersionFields::V3 {
+                max_advert_interval: Centiseconds(self.config.advert_interval.0),
+            },
+        };
+        Advertisement {
+            vrid: self.config.vrid,
+            priority,
+            addresses: self.config.virtual_addresses.clone(),
+            fields,
+        }
+    }
+
+    /// RFC 5798 §6.4.1 from Initialize (or Fault): owner to Master, else
+    /// Backup.
+    fn enter_service(&mut self, now: Timestamp, backup_reason: Reason) {
+        self.master_adver_interval = self.config.advert_interval();
+        self.master = None;
+        if self.priority == PRIORITY_OWNER {
+            self.become_master(now, Reason::AddressOwner);
+        } else {
+            // §6.4.1: Master_Adver_Interval = Advertisement_Interval,
+            // Master_Down_Timer = Master_Down_Interval, go to Backup.
+            self.master_down_timer = Some(now + self.master_down_interval());
+            self.down_timer_cause = DownTimerCause::MasterSilent;
+            self.change_state(State::Backup, backup_reason);
+        }
+    }
+
+    /// §6.4.1/§6.4.2: send an ADVERTISEMENT, announce the addresses, set
+    /// the Adver_Timer, transition to Master.
+    fn become_master(&mut self, now: Timestamp, reason: Reason) {
+        self.master_down_timer = None;
+        self.master = None;
+        self.change_state(State::Master, reason);
+        for address in self.config.virtual_addresses.clone() {
+            self.actions.push_back(Action::AddVip(address));
+        }
+        self.send_advert(self.priority);
+        self.announce_addresses();
+        self.adver_timer = Some(now + self.config.advert_interval());
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let advert = self.advertisement(priority);
+        self.actions.push_back(Action::SendAdvert(advert));
+    }
+
+    fn announce_addresses(&mut self) {
+        for address in self.config.virtual_addresses.clone() {
+            self.actions.push_back(Action::SendGratuitous(address));
+        }
+    }
+
+    fn remove_addresses(&mut self) {
+        for address in self.config.virtual_addresses.clone() {
+            self.actions.push_back(Action::RemoveVip(address));
+        }
+    }
+
+    fn change_state(&mut self, to: State, reason: Reason) {
+        let from = self.state;
+        self.state = to;
+        self.actions
+            .push_back(Action::StateChanged { from, to, reason });
+    }
+}

@@ -1,0 +1,551 @@
+//! The RFC 5798 §6.4 rules, one test each, driven by hand.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use vipd_core::vrrp::{
+    Accepted, Action, Advertisement, Auth, Centiseconds, Config, ConfigError, FaultReason,
+    Instance, Reason, Rejected, State, Timestamp, Version, VersionFields,
+};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+const PEER_LOW: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0));
+const PEER_HIGH: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+
+fn ms(millis: u64) -> Timestamp {
+    Timestamp::from_millis(millis)
+}
+
+fn config(priority: u8) -> Config {
+    Config {
+        priority,
+        ..Config::new(51, LOCAL, vec![VIP])
+    }
+}
+
+fn drain(instance: &mut Instance) -> Vec<Action> {
+    std::iter::from_fn(|| instance.poll_action()).collect()
+}
+
+fn advert(priority: u8, interval_cs: u16) -> Advertisement {
+    Advertisement {
+        vrid: 51,
+        priority,
+        addresses: vec![VIP],
+        fields: VersionFields::V3 {
+            max_advert_interval: Centiseconds(interval_cs),
+        },
+    }
+}
+
+fn started(priority: u8) -> Instance {
+    let mut instance = Instance::new(config(priority)).unwrap();
+    instance.startup(ms(0));
+    drain(&mut instance);
+    instance
+}
+
+fn master(priority: u8) -> Instance {
+    let mut instance = started(priority);
+    let due = instance.next_timeout().unwrap();
+    instance.handle_timeout(due);
+    assert_eq!(instance.state(), State::Master);
+    drain(&mut instance);
+    instance
+}
+
+fn sent_priorities(actions: &[Action]) -> Vec<u8> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendAdvert(advert) => Some(advert.priority),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn startup_goes_to_backup_with_master_down_timer() {
+    // RFC 5798 §6.4.1.
+    let mut instance = Instance::new(config(100)).unwrap();
+    assert_eq!(instance.state(), State::Initialize);
+    assert_eq!(instance.next_timeout(), None);
+    instance.startup(ms(1000));
+    assert_eq!(
+        drain(&mut instance),
+        vec![Action::StateChanged {
+            from: State::Initialize,
+            to: State::Backup,
+            reason: Reason::Startup
+        }]
+    );
+    // 3 × 1 s + (256 − 100) / 256 s.
+    assert_eq!(instance.master_down_interval(), Duration::from_micros(3_609_375));
+    assert_eq!(
+        instance.next_timeout(),
+        Some(ms(1000) + Duration::from_micros(3_609_375))
+    );
+}
+
+#[test]
+fn address_owner_starts_as_master() {
+    // RFC 5798 §6.4.1: priority 255 goes straight to Master.
+    let mut instance = Instance::new(config(255)).unwrap();
+    instance.startup(ms(0));
+    let actions = drain(&mut instance);
+    assert_eq!(
+        actions,
+        vec![
+            Action::StateChanged {
+                from: State::Initialize,
+                to: State::Master,
+                reason: Reason::AddressOwner
+            },
+            Action::AddVip(VIP),
+            Action::SendAdvert(advert(255, 100)),
+            Action::SendGratuitous(VIP),
+        ]
+    );
+    assert_eq!(instance.next_timeout(), Some(ms(1000)));
+}
+
+#[test]
+fn master_down_timer_makes_master_and_adverts_follow() {
+    // RFC 5798 §6.4.2: Master_Down_Timer fires → Master; §6.4.3: adverts
+    // every Advertisement_Interval.
+    let mut instance = started(100);
+    let due = instance.next_timeout().unwrap();
+    instance.handle_timeout(due - Duration::from_millis(1));
+    assert!(drain(&mut instance).is_empty(), "fired early");
+    instance.handle_timeout(due);
+    let actions = drain(&mut instance);
+    assert_eq!(
+        actions[0],
+        Action::StateChanged {
+            from: State::Backup,
+            to: State::Master,
+            reason: Reason::MasterDownTimerExpired
+        }
+    );
+    assert_eq!(Reason::MasterDownTimerExpired.to_string(), "master down timer expired");
+    assert_eq!(sent_priorities(&actions), vec![100]);
+    assert!(actions.contains(&Action::AddVip(VIP)));
+    assert!(actions.contains(&Action::SendGratuitous(VIP)));
+    assert_eq!(instance.next_timeout(), Some(due + Duration::from_secs(1)));
+    instance.handle_timeout(due + Duration::from_secs(1));
+    assert_eq!(sent_priorities(&drain(&mut instance)), vec![100]);
+    assert_eq!(instance.next_timeout(), Some(due + Duration::from_secs(2)));
+}
+
+#[test]
+fn backup_accepts_higher_and_learns_the_interval() {
+    // RFC 5798 §6.4.2: priority ≥ local → learn Master_Adver_Interval, reset
+    // Master_Down_Timer to the recomputed Master_Down_Interval.
+    let mut instance = started(100);
+    let result = instance.handle_advert(ms(500), PEER_HIGH, &advert(150, 10));
+    assert_eq!(result, Ok(Accepted::Clean));
+    // 3 × 100 ms + 156/256 × 100 ms.
+    assert_eq!(instance.master_down_interval(), Duration::from_micros(360_937) + Duration::from_nanos(500));
+    assert_eq!(
+        instance.next_timeout(),
+        Some(ms(500) + instance.master_down_interval())
+    );
+    let master = instance.master().unwrap();
+    assert_eq!((master.address, master.priority), (PEER_HIGH, 150));
+}
+
+#[test]
+fn backup_priority_zero_sets_skew_time() {
+    // RFC 5798 §6.4.2: priority 0 → Master_Down_Timer = Skew_Time.
+    let mut instance = started(100);
+    instance.handle_advert(ms(500), PEER_HIGH, &advert(150, 100)).unwrap();
+    instance.handle_advert(ms(900), PEER_HIGH, &advert(0, 100)).unwrap();
+    let due = instance.next_timeout().unwrap();
+    assert_eq!(due, ms(900) + Duration::from_micros(609_375));
+    instance.handle_timeout(due);
+    let actions = drain(&mut instance);
+    assert_eq!(
+        actions[0],
+        Action::StateChanged {
+            from: State::Backup,
+            to: State::Master,
+            reason: Reason::MasterLeft { from: PEER_HIGH }
+        }
+    );
+    assert_eq!(
+        Reason::MasterLeft { from: PEER_HIGH }.to_string(),
+        "priority 0 from master 198.18.0.2"
+    );
+}
+
+#[test]
+fn backup_with_preempt_ignores_a_lower_master() {
+    // RFC 5798 §6.4.2: Preempt_Mode true and lower priority → discard.
+    let mut instance = started(100);
+    let due = instance.next_timeout().unwrap();
+    instance.handle_advert(ms(1000), PEER_HIGH, &advert(50, 100)).unwrap();
+    assert_eq!(instance.next_timeout(), Some(due), "timer must not be reset");
+    instance.handle_timeout(due);
+    assert_eq!(
+        drain(&mut instance)[0],
+        Action::StateChanged {
+            from: State::Backup,
+            to: State::Master,
+            reason: Reason::PreemptedLowerPriority {
+                priority: 50,
+                from: PEER_HIGH
+            }
+        }
+    );
+}
+
+#[test]
+fn backup_without_preempt_follows_a_lower_master() {
+    // RFC 5798 §6.4.2: Preempt_Mode false → accept any priority.
+    let mut instance = Instance::new(Config {
+        preempt: false,
+        ..config(200)
+    })
+    .unwrap();
+    instance.startup(ms(0));
+    instance.handle_advert(ms(1000), PEER_LOW, &advert(50, 100)).unwrap();
+    assert_eq!(
+        instance.next_timeout(),
+        Some(ms(1000) + instance.master_down_interval())
+    );
+}
+
+#[test]
+fn preempt_delay_holds_off_preemption_after_startup() {
+    // keepalived's preempt_delay: a lower master is followed until the delay
+    // since startup has passed, then preempted.
+    let mut instance = Instance::new(Config {
+        preempt_delay: Duration::from_secs(10),
+        ..config(200)
+    })
+    .unwrap();
+    instance.startup(ms(0));
+    for t in (0..=10_000).step_by(1000) {
+        instance.handle_advert(ms(t), PEER_LOW, &advert(100, 100)).unwrap();
+        instance.handle_timeout(ms(t));
+        assert_eq!(instance.state(), State::Backup, "preempted at {t} ms");
+    }
+    // From 10 s on the adverts are discarded and the timer runs out.
+    let mut t = 11_000;
+    while instance.state() == State::Backup {
+        instance.handle_advert(ms(t), PEER_LOW, &advert(100, 100)).unwrap();
+        instance.handle_timeout(ms(t));
+        t += 100;
+    }
+    // Last accepted advert at 10 s, Master_Down_Interval ≈ 3.2 s.
+    assert!(t > 13_000 && t < 13_400, "took over at {t} ms");
+}
+
+#[test]
+fn master_steps_down_for_higher_priority_and_learns_interval() {
+    // RFC 5798 §6.4.3.
+    let mut instance = master(100);
+    instance.handle_advert(ms(9000), PEER_LOW, &advert(150, 50)).unwrap();
+    let actions = drain(&mut instance);
+    assert_eq!(
+        actions,
+        vec![
+            Action::StateChanged {
+                from: State::Master,
+                to: State::Backup,
+                reason: Reason::HigherPriority {
+                    priority: 150,
+                    from: PEER_LOW
+                }
+            },
+            Action::RemoveVip(VIP),
+        ]
+    );
+    assert_eq!(
+        Reason::HigherPriority {
+            priority: 150,
+            from: PEER_LOW
+        }
+        .to_string(),
+        "higher priority 150 from 198.18.0.0"
+    );
+    // Master_Adver_Interval learned: 3 × 500 ms + 156/256 × 500 ms.
+    assert_eq!(
+        instance.next_timeout(),
+        Some(ms(9000) + Duration::from_millis(1500) + Duration::from_micros(304_687) + Duration::from_nanos(500))
+    );
+}
+
+#[test]
+fn master_tie_breaks_on_the_primary_address() {
+    // RFC 5798 §6.4.3: equal priority, higher address wins.
+    let mut instance = master(100);
+    instance.handle_advert(ms(9000), PEER_LOW, &advert(100, 100)).unwrap();
+    assert_eq!(instance.state(), State::Master);
+    instance.handle_advert(ms(9000), PEER_HIGH, &advert(100, 100)).unwrap();
+    assert_eq!(instance.state(), State::Backup);
+    assert!(matches!(
+        drain(&mut instance)[..],
+        [
+            ..,
+            Action::StateChanged {
+                reason: Reason::EqualPriorityHigherAddress { .. },
+                ..
+            },
+            Action::RemoveVip(_)
+        ]
+    ));
+}
+
+#[test]
+fn master_answers_a_lower_priority_master_at_once() {
+    // RFC 9568 §6.4.3: lower priority → discard, send an advert now; and
+    // re-announce the addresses.
+    let mut instance = master(100);
+    instance.handle_advert(ms(9000), PEER_HIGH, &advert(50, 100)).unwrap();
+    assert_eq!(
+        drain(&mut instance),
+        vec![Action::SendAdvert(advert(100, 100)), Action::SendGratuitous(VIP)]
+    );
+    assert_eq!(instance.next_timeout(), Some(ms(10_000)));
+}
+
+#[test]
+fn master_answers_priority_zero_with_an_advert() {
+    // RFC 5798 §6.4.3: priority 0 → send an advert, reset the Adver_Timer.
+    let mut instance = master(100);
+    instance.handle_advert(ms(9000), PEER_HIGH, &advert(0, 100)).unwrap();
+    assert_eq!(drain(&mut instance), vec![Action::SendAdvert(advert(100, 100))]);
+    assert_eq!(instance.next_timeout(), Some(ms(10_000)));
+}
+
+#[test]
+fn shutdown_from_master_sends_priority_zero_and_releases() {
+    // RFC 5798 §6.4.3: Shutdown → advert with priority 0, Initialize.
+    let mut instance = master(100);
+    instance.shutdown(ms(9000));
+    assert_eq!(
+        drain(&mut instance),
+        vec![
+            Action::SendAdvert(advert(0, 100)),
+            Action::StateChanged {
+                from: State::Master,
+                to: State::Initialize,
+                reason: Reason::Shutdown
+            },
+            Action::RemoveVip(VIP),
+        ]
+    );
+    assert_eq!(instance.next_timeout(), None);
+    // Restartable.
+    instance.startup(ms(10_000));
+    assert_eq!(instance.state(), State::Backup);
+}
+
+#[test]
+fn shutdown_from_backup_stops_the_timer() {
+    // RFC 5798 §6.4.2.
+    let mut instance = started(100);
+    instance.shutdown(ms(1));
+    assert_eq!(instance.state(), State::Initialize);
+    assert_eq!(instance.next_timeout(), None);
+    assert_eq!(
+        instance.handle_advert(ms(2), PEER_HIGH, &advert(150, 100)),
+        Err(Rejected::NotListening {
+            state: State::Initialize
+        })
+    );
+}
+
+#[test]
+fn tracker_fault_on_master_hands_over_and_clearing_returns_to_backup() {
+    let mut instance = master(100);
+    instance.set_fault(ms(9000), FaultReason::Tracker("apiserver".into()));
+    let actions = drain(&mut instance);
+    assert_eq!(
+        actions,
+        vec![
+            Action::SendAdvert(advert(0, 100)),
+            Action::StateChanged {
+                from: State::Master,
+                to: State::Fault,
+                reason: Reason::Fault(FaultReason::Tracker("apiserver".into()))
+            },
+            Action::RemoveVip(VIP),
+        ]
+    );
+    assert_eq!(instance.next_timeout(), None);
+    assert_eq!(
+        instance.handle_advert(ms(9500), PEER_HIGH, &advert(50, 100)).unwrap_err().reason(),
+        "not_listening"
+    );
+    instance.clear_fault(ms(10_000));
+    assert_eq!(
+        drain(&mut instance),
+        vec![Action::StateChanged {
+            from: State::Fault,
+            to: State::Backup,
+            reason: Reason::FaultCleared
+        }]
+    );
+    assert_eq!(
+        instance.next_timeout(),
+        Some(ms(10_000) + instance.master_down_interval())
+    );
+}
+
+#[test]
+fn interface_down_sends_nothing() {
+    let mut instance = master(100);
+    instance.set_fault(ms(9000), FaultReason::InterfaceDown);
+    let actions = drain(&mut instance);
+    assert!(sent_priorities(&actions).is_empty());
+    assert!(actions.contains(&Action::RemoveVip(VIP)));
+    assert_eq!(Reason::Fault(FaultReason::InterfaceDown).to_string(), "interface down");
+}
+
+#[test]
+fn fault_before_startup_starts_in_fault() {
+    let mut instance = Instance::new(config(255)).unwrap();
+    instance.set_fault(ms(0), FaultReason::InterfaceDown);
+    instance.startup(ms(0));
+    assert_eq!(instance.state(), State::Fault);
+    instance.clear_fault(ms(5));
+    // §6.4.1 logic on leaving Fault: the owner goes straight to Master.
+    assert_eq!(instance.state(), State::Master);
+}
+
+#[test]
+fn lowered_priority_is_carried_by_the_next_advert() {
+    let mut instance = master(200);
+    instance.set_priority(ms(9000), 90);
+    let due = instance.next_timeout().unwrap();
+    instance.handle_timeout(due);
+    assert_eq!(sent_priorities(&drain(&mut instance)), vec![90]);
+    // Priority 0 is reserved; trackers cannot send it by accident.
+    instance.set_priority(ms(9000), 0);
+    assert_eq!(instance.priority(), 1);
+}
+
+#[test]
+fn receive_filters_have_distinct_reasons() {
+    // RFC 5798 §7.1.
+    let mut instance = started(100);
+    let wrong_vrid = Advertisement {
+        vrid: 52,
+        ..advert(150, 100)
+    };
+    let v2 = Advertisement {
+        fields: VersionFields::V2 {
+            advert_interval_secs: 1,
+            auth: Auth::None,
+        },
+        ..advert(150, 100)
+    };
+    let other_list = Advertisement {
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 200))],
+        ..advert(150, 100)
+    };
+    let cases = [
+        (PEER_HIGH, wrong_vrid, "wrong_vrid"),
+        (PEER_HIGH, v2, "wrong_version"),
+        (PEER_HIGH, other_list, "address_list_mismatch"),
+        (LOCAL, advert(150, 100), "own_advert"),
+        ("2001:db8::1".parse().unwrap(), advert(150, 100), "wrong_address_family"),
+    ];
+    let timer = instance.next_timeout();
+    for (src, packet, reason) in cases {
+        let err = instance.handle_advert(ms(1), src, &packet).unwrap_err();
+        assert_eq!(err.reason(), reason, "{err}");
+    }
+    assert_eq!(instance.next_timeout(), timer, "a dropped advert reset the timer");
+}
+
+#[test]
+fn address_list_mismatch_from_the_owner_is_processed() {
+    // RFC 5798 §7.1: mismatch → drop unless the sender is the owner.
+    let mut instance = master(100);
+    let owner = Advertisement {
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 200)), VIP],
+        ..advert(255, 100)
+    };
+    assert_eq!(
+        instance.handle_advert(ms(9000), PEER_LOW, &owner),
+        Ok(Accepted::AddressListMismatchFromOwner)
+    );
+    assert_eq!(instance.state(), State::Backup);
+}
+
+#[test]
+fn v2_checks_the_interval_and_uses_fixed_skew() {
+    // RFC 3768 §7.1: the interval must match; §6.1: Skew_Time is
+    // (256 − Priority)/256 s whatever the interval.
+    let config = Config {
+        version: Version::V2,
+        advert_interval: Centiseconds(200),
+        auth: Auth::simple_password(b"s3cr3t"),
+        ..config(100)
+    };
+    let mut instance = Instance::new(config).unwrap();
+    instance.startup(ms(0));
+    assert_eq!(
+        instance.master_down_interval(),
+        Duration::from_secs(6) + Duration::from_micros(609_375)
+    );
+    let v2 = |secs| Advertisement {
+        fields: VersionFields::V2 {
+            advert_interval_secs: secs,
+            auth: Auth::simple_password(b"s3cr3t"),
+        },
+        ..advert(150, 100)
+    };
+    assert_eq!(
+        instance.handle_advert(ms(1), PEER_HIGH, &v2(1)).unwrap_err().reason(),
+        "advert_interval_mismatch"
+    );
+    assert_eq!(instance.handle_advert(ms(1), PEER_HIGH, &v2(2)), Ok(Accepted::Clean));
+    assert_eq!(instance.decode_options().auth, Some(Auth::simple_password(b"s3cr3t")));
+    let sent = instance.advertisement(100);
+    assert_eq!(sent.fields, VersionFields::V2 { advert_interval_secs: 2, auth: Auth::simple_password(b"s3cr3t") });
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let bad = [
+        (Config { vrid: 0, ..config(100) }, ConfigError::VridZero),
+        (Config { priority: 0, ..config(100) }, ConfigError::PriorityZero),
+        (
+            Config {
+                virtual_addresses: vec![],
+                ..config(100)
+            },
+            ConfigError::NoVirtualAddresses,
+        ),
+        (
+            Config {
+                virtual_addresses: vec!["2001:db8::1".parse().unwrap()],
+                ..config(100)
+            },
+            ConfigError::AddressFamilyMismatch,
+        ),
+        (
+            Config {
+                version: Version::V2,
+                advert_interval: Centiseconds(150),
+                ..config(100)
+            },
+            ConfigError::BadAdvertInterval,
+        ),
+        (
+            Config {
+                auth: Auth::simple_password(b"x"),
+                ..config(100)
+            },
+            ConfigError::AuthWithV3,
+        ),
+    ];
+    for (config, error) in bad {
+        assert_eq!(Instance::new(config).unwrap_err(), error);
+    }
+}

@@ -1,0 +1,105 @@
+//! The command line: one binary for the daemon and the operator's tools,
+//! the way `haproxy -c` and Sozu's `sozu ctl` live beside their daemons.
+
+mod check;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A highly available Kubernetes API endpoint in one binary.
+///
+/// vipd holds a floating virtual IP with VRRP (wire-compatible with
+/// keepalived), balances kube-apiserver traffic with health checks (what
+/// HAProxy does in the classic recipe), and can DNAT VIP:port to the healthy
+/// control planes in the kernel. One cluster file describes it all and is
+/// checked before anything runs.
+#[derive(Debug, Parser)]
+#[command(name = "vipd", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a cluster file: report every problem at once, exit 1 if any is an error.
+    ///
+    /// Syntax and type errors are reported as file:line:col; semantic errors
+    /// also name the config path (`nodes[2].priority`). Each finding has a
+    /// stable code (`--list-rules` prints them) and says how to fix it.
+    /// Warnings do not fail the check unless `--strict` is given.
+    Check(CheckArgs),
+    /// Inspect a cluster file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The cluster file.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "list_rules"
+    )]
+    pub config: Option<PathBuf>,
+    /// The secrets file (default: `cluster.secrets_file`, else secrets.toml beside the cluster file).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// Fail on warnings too.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Print every rule code with its severity and meaning, then exit.
+    #[arg(long)]
+    pub list_rules: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// rustc-style blocks with the source line.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Show what one node does, resolved from the node list.
+    ///
+    /// Its roles, its VRRP instance with the peers it derives, its proxy
+    /// frontends and backends with their health checks, its DNAT targets and
+    /// its WireGuard peers. Secrets are shown by name only. The file must
+    /// pass `vipd check` (warnings allowed).
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The cluster file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The node to show, by its name in the cluster file.
+    #[arg(short, long, value_name = "NAME")]
+    pub node: String,
+    /// The secrets file (as for `vipd check`).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Config(ConfigCommand::Show(args)) => show::run(&args),
+    }
+}

@@ -1,0 +1,359 @@
+//! What each node derives from the node list: its VRRP instance and peers,
+//! its proxy frontends and backends, its DNAT targets, its WireGuard peers.
+//!
+//! Multi-plane is "add one entry": nothing here is written per node in the
+//! file, it all follows from the roles and addresses of the others.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::spec::{
+    CheckKind, ChecksumMode, ClusterSpec, Datapath, NodeSpec, PlaneSettings, Role, VrrpMode,
+    defaults,
+};
+use super::values::{Interval, Port};
+
+/// RFC 5798 §5.1.1.2: the IPv4 multicast group of VRRP.
+pub const VRRP_GROUP_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18));
+/// RFC 5798 §5.1.2.2: the IPv6 multicast group of VRRP.
+pub const VRRP_GROUP_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12));
+
+/// A plane's health check with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub interval: Interval,
+    pub timeout: Interval,
+    pub rise: u32,
+    pub fall: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// A plane's ports and check with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanePorts {
+    pub proxy_port: Port,
+    pub apiserver_port: Port,
+    pub health: HealthCheck,
+}
+
+impl ClusterSpec {
+    pub fn node(&self, name: &str) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn nodes_with(&self, role: Role) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes.iter().filter(move |n| n.has_role(role))
+    }
+
+    pub fn vip_prefix(&self) -> u32 {
+        self.vip.prefix.unwrap_or(match self.vip.address {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        })
+    }
+
+    /// True when the VIP's interface is the WireGuard mesh interface.
+    pub fn vip_on_mesh(&self) -> bool {
+        self.mesh
+            .as_ref()
+            .is_some_and(|mesh| mesh.interface == self.vip.interface)
+    }
+
+    /// The configured mode, else unicast on WireGuard (it has no multicast)
+    /// and multicast elsewhere.
+    pub fn vrrp_mode(&self) -> VrrpMode {
+        self.vip.mode.unwrap_or(if self.vip_on_mesh() {
+            VrrpMode::Unicast
+        } else {
+            VrrpMode::Multicast
+        })
+    }
+
+    pub fn checksum_mode(&self) -> ChecksumMode {
+        self.vip.checksum.unwrap_or(ChecksumMode::Rfc9568)
+    }
+
+    pub fn node_interface<'a>(&'a self, node: &'a NodeSpec) -> &'a str {
+        node.interface.as_deref().unwrap_or(&self.vip.interface)
+    }
+
+    /// Who a holder sends unicast adverts to: the configured list without
+    /// itself, else every other VIP holder.
+    pub fn unicast_peers_of(&self, node: &NodeSpec) -> Vec<IpAddr> {
+        match &self.vip.unicast_peers {
+            Some(list) => list
+                .iter()
+                .copied()
+                .filter(|&a| a != node.address)
+                .collect(),
+            None => self
+                .nodes_with(Role::Vip)
+                .filter(|n| n.name != node.name)
+                .map(|n| n.address)
+                .collect(),
+        }
+    }
+
+    /// A plane's ports and health check: the node's override, else `[plane]`,
+    /// else the built-in default, field by field.
+    pub fn plane_ports(&self, node: &NodeSpec) -> PlanePorts {
+        self.plane_ports_with(node.plane.as_ref())
+    }
+
+    /// [`Self::plane_ports`] for a node's `[nodes.plane]` table (`None`: no overrides).
+    pub fn plane_ports_with(&self, local: Option<&PlaneSettings>) -> PlanePorts {
+        let cluster = &self.plane;
+        macro_rules! pick {
+            ($($field:ident).+) => {
+                local.and_then(|p| p.$($field).+.clone()).or_else(|| cluster.$($field).+.clone())
+            };
+        }
+        let kind = pick!(health.kind).unwrap_or(CheckKind::Https);
+        PlanePorts {
+            proxy_port: pick!(proxy_port).unwrap_or(defaults::PROXY_PORT),
+            apiserver_port: pick!(apiserver_port).unwrap_or(defaults::APISERVER_PORT),
+            health: HealthCheck {
+                kind,
+                path: match kind {
+                    CheckKind::Https => {
+                        Some(pick!(health.path).unwrap_or_else(|| defaults::HEALTH_PATH.to_owned()))
+                    }
+                    CheckKind::Tcp => None,
+                },
+                interval: pick!(health.interval).unwrap_or(defaults::HEALTH_INTERVAL),
+                timeout: pick!(health.timeout).unwrap_or(defaults::HEALTH_TIMEOUT),
+                rise: pick!(health.rise).unwrap_or(defaults::HEALTH_RISE),
+                fall: pick!(health.fall).unwrap_or(defaults::HEALTH_FALL),
+                ca_file: pick!(health.ca_file),
+                insecure_skip_verify: pick!(health.insecure_skip_verify).unwrap_or(false),
+                server_name: pick!(health.server_name),
+            },
+        }
+    }
+
+    /// The resolved view of one node, for `vipd config show` and the daemon.
+    pub fn plan(&self, name: &str) -> Option<NodePlan> {
+        let node = self.node(name)?;
+        let mut roles = node.roles.clone();
+        roles.sort();
+        roles.dedup();
+        let api_endpoint = SocketAddr::new(self.vip.address, self.api.port.get());
+        let apiserver_backends: Vec<Backend> = self
+            .nodes_with(Role::Plane)
+            .map(|plane| {
+                let ports = self.plane_ports(plane);
+                Backend {
+                    node: plane.name.clone(),
+                    address: SocketAddr::new(plane.address, ports.apiserver_port.get()),
+                    local: plane.name == node.name,
+                    check: ports.health,
+                }
+            })
+            .collect();
+
+        let vrrp = node.has_role(Role::Vip).then(|| self.vrrp_plan(node));
+        let mut frontends = Vec::new();
+        if node.has_role(Role::Plane) {
+            let ports = self.plane_ports(node);
+            frontends.push(Frontend {
+                name: "plane",
+                listen: SocketAddr::new(node.address, ports.proxy_port.get()),
+                backends: apiserver_backends.clone(),
+            });
+        }
+        let mut dnat = None;
+        if node.has_role(Role::Vip) {
+            match self.api.datapath {
+                Datapath::Proxy => frontends.push(Frontend {
+                    name: "vip",
+                    listen: api_endpoint,
+                    backends: apiserver_backends.clone(),
+                }),
+                Datapath::Dnat => {
+                    dnat = Some(DnatPlan {
+                        destination: api_endpoint,
+                        targets: self
+                            .nodes_with(Role::Plane)
+                            .map(|plane| {
+                                let ports = self.plane_ports(plane);
+                                DnatTarget {
+                                    node: plane.name.clone(),
+                                    address: SocketAddr::new(plane.address, ports.proxy_port.get()),
+                                    check: ports.health,
+                                }
+                            })
+                            .collect(),
+                    })
+                }
+            }
+        }
+        Some(NodePlan {
+            cluster: self.cluster.name.clone(),
+            node: node.name.clone(),
+            address: node.address,
+            roles,
+            api_endpoint,
+            vrrp,
+            frontends,
+            dnat,
+            wireguard: self.wireguard_plan(node),
+        })
+    }
+
+    fn vrrp_plan(&self, node: &NodeSpec) -> VrrpPlan {
+        let mode = self.vrrp_mode();
+        let v4 = self.vip.address.is_ipv4();
+        VrrpPlan {
+            interface: self.node_interface(node).to_owned(),
+            vip: IpNet::new(self.vip.address, self.vip_prefix() as u8)
+                .unwrap_or_else(|_| IpNet::from(self.vip.address)),
+            vrid: self.vip.vrid,
+            version: self.vip.version,
+            priority: node.priority.unwrap_or(0),
+            advert_interval: self.vip.advert_interval,
+            mode,
+            send_to: match mode {
+                VrrpMode::Unicast => self.unicast_peers_of(node),
+                VrrpMode::Multicast => vec![if v4 { VRRP_GROUP_V4 } else { VRRP_GROUP_V6 }],
+            },
+            preempt: self.vip.preempt,
+            preempt_delay: self.vip.preempt_delay,
+            auth_pass_secret: self
+                .vip
+                .auth_pass
+                .as_ref()
+                .and_then(|s| s.name().map(str::to_owned)),
+            checksum: (self.vip.version == 3 && v4).then(|| self.checksum_mode()),
+        }
+    }
+
+    fn wireguard_plan(&self, node: &NodeSpec) -> Option<WireguardPlan> {
+        let mesh = self.mesh.as_ref()?;
+        let own = node.wireguard.as_ref();
+        Some(WireguardPlan {
+            interface: mesh.interface.clone(),
+            address: IpNet::new(node.address, mesh.network.prefix_len())
+                .unwrap_or_else(|_| IpNet::from(node.address)),
+            listen_port: mesh.listen_port,
+            private_key_secret: own
+                .and_then(|w| w.private_key.as_ref())
+                .and_then(|s| s.name().map(str::to_owned)),
+            peers: self
+                .nodes
+                .iter()
+                .filter(|n| n.name != node.name)
+                .filter_map(|peer| {
+                    let wg = peer.wireguard.as_ref()?;
+                    let mut allowed_ips = vec![IpNet::from(peer.address)];
+                    allowed_ips.extend(wg.allowed_ips.iter().copied());
+                    Some(WireguardPeerPlan {
+                        node: peer.name.clone(),
+                        public_key: wg.public_key.clone(),
+                        endpoint: wg.endpoint.clone(),
+                        allowed_ips,
+                    })
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Everything one node does, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    pub cluster: String,
+    pub node: String,
+    pub address: IpAddr,
+    pub roles: Vec<Role>,
+    /// VIP:port, what clients use.
+    pub api_endpoint: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vrrp: Option<VrrpPlan>,
+    pub frontends: Vec<Frontend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnat: Option<DnatPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireguardPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VrrpPlan {
+    pub interface: String,
+    pub vip: IpNet,
+    pub vrid: u32,
+    pub version: u32,
+    pub priority: u32,
+    pub advert_interval: Interval,
+    pub mode: VrrpMode,
+    /// Where adverts go: the multicast group, or each unicast peer.
+    pub send_to: Vec<IpAddr>,
+    pub preempt: bool,
+    pub preempt_delay: Interval,
+    /// The name of the PASS secret; never its value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_pass_secret: Option<String>,
+    /// Only for VRRPv3 over IPv4, the one case with two conventions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ChecksumMode>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Frontend {
+    pub name: &'static str,
+    pub listen: SocketAddr,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Backend {
+    pub node: String,
+    pub address: SocketAddr,
+    /// The apiserver on this very node (local-first balancing prefers it).
+    pub local: bool,
+    pub check: HealthCheck,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DnatPlan {
+    /// VIP:port, rewritten in the kernel.
+    pub destination: SocketAddr,
+    /// Each plane's proxy port; only the healthy ones are loaded.
+    pub targets: Vec<DnatTarget>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DnatTarget {
+    pub node: String,
+    pub address: SocketAddr,
+    pub check: HealthCheck,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WireguardPlan {
+    pub interface: String,
+    pub address: IpNet,
+    pub listen_port: Port,
+    /// The name of the private key's secret; never the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_secret: Option<String>,
+    pub peers: Vec<WireguardPeerPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WireguardPeerPlan {
+    pub node: String,
+    pub public_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub allowed_ips: Vec<IpNet>,
+}

@@ -1,0 +1,338 @@
+//! The cluster file, as written: one TOML document describing the whole
+//! cluster. docs/config.md documents every field here; keep them in step.
+//!
+//! These types only describe shape and per-value limits. Rules that relate
+//! fields to each other (a VIP inside the mesh, one priority per holder, ...)
+//! live in [`super::rules`], and what each node derives from the node list
+//! lives in [`super::resolve`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::values::{Interval, Port, SecretField};
+
+/// The built-in defaults, in one place so docs/config.md can be checked against them.
+pub mod defaults {
+    use super::{Interval, Port};
+
+    pub const API_PORT: Port = Port(6443);
+    pub const PROXY_PORT: Port = Port(16443);
+    pub const APISERVER_PORT: Port = Port(6443);
+    pub const VRRP_VERSION: u32 = 3;
+    pub const ADVERT_INTERVAL: Interval = Interval::from_secs(1);
+    pub const HEALTH_PATH: &str = "/readyz";
+    pub const HEALTH_INTERVAL: Interval = Interval::from_secs(2);
+    pub const HEALTH_TIMEOUT: Interval = Interval::from_secs(1);
+    pub const HEALTH_RISE: u32 = 2;
+    pub const HEALTH_FALL: u32 = 3;
+    pub const DNS_VIP_NAME: &str = "k8s-api";
+    pub const SECRETS_FILE: &str = "secrets.toml";
+    pub const WIREGUARD_LISTEN_PORT: Port = Port(51820);
+}
+
+/// The whole cluster file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    pub cluster: ClusterSection,
+    pub vip: VipSection,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub plane: PlaneSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<MeshSection>,
+    #[serde(default)]
+    pub dns: DnsSection,
+    #[serde(default)]
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// `[cluster]`: names and files that concern the whole cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// A DNS label naming the cluster (logs, metrics, the lab).
+    pub name: String,
+    /// Where the secrets live, relative to the cluster file. Default `secrets.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<PathBuf>,
+}
+
+/// How VRRP peers find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpMode {
+    /// To 224.0.0.18 / ff02::12: LANs and bridges.
+    Multicast,
+    /// To each peer's address: WireGuard and any network without multicast.
+    Unicast,
+}
+
+/// The VRRPv3-over-IPv4 checksum convention (IPv6 and VRRPv2 have only one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumMode {
+    /// RFC 9568: the checksum covers the VRRP message alone.
+    Rfc9568,
+    /// What keepalived sends by default: the IPv4 pseudo-header is included.
+    Keepalived,
+}
+
+/// `[vip]`: the floating address and the VRRP instance that holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipSection {
+    /// The virtual IP: what kubeadm's controlPlaneEndpoint and every worker use.
+    pub address: IpAddr,
+    /// Prefix length the VIP is added with. Default 32 (IPv4) or 128 (IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<u32>,
+    /// Interface the VIP lives on, on every holder unless a node overrides it.
+    pub interface: String,
+    /// The Virtual Router ID, 1..=255. One per VIP on a network.
+    pub vrid: u32,
+    /// VRRP version: 2 (RFC 3768) or 3 (RFC 5798). Default 3.
+    #[serde(default = "default_vrrp_version")]
+    pub version: u32,
+    /// Advertisement interval. v2: whole seconds; v3: 10 ms steps up to 40.95 s.
+    #[serde(default = "default_advert_interval")]
+    pub advert_interval: Interval,
+    /// `multicast` or `unicast`. Default: unicast on the mesh interface, multicast elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<VrrpMode>,
+    /// Unicast peers, when they must be listed by hand (a keepalived router
+    /// that is not a node of this file). Default: every other VIP holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unicast_peers: Option<Vec<IpAddr>>,
+    /// A higher-priority backup takes over from a lower-priority master. Default true.
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+    /// After start-up, wait this long before preempting. Default 0s.
+    #[serde(default)]
+    pub preempt_delay: Interval,
+    /// VRRPv2 simple-text authentication (RFC 2338 PASS; at most 8 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_pass: Option<SecretField>,
+    /// VRRPv3 over IPv4 checksum convention. Default `rfc9568`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ChecksumMode>,
+}
+
+fn default_vrrp_version() -> u32 {
+    defaults::VRRP_VERSION
+}
+
+fn default_advert_interval() -> Interval {
+    defaults::ADVERT_INTERVAL
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Where traffic for VIP:port goes on the VIP holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datapath {
+    /// The kernel rewrites VIP:port to a healthy plane's proxy port (the seed's design).
+    #[default]
+    Dnat,
+    /// The VIP holder accepts on VIP:port and proxies to the kube-apiservers itself.
+    Proxy,
+}
+
+/// `[api]`: the Kubernetes API endpoint clients use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// The port on the VIP. Default 6443.
+    #[serde(default = "default_api_port")]
+    pub port: Port,
+    /// `dnat` or `proxy`. Default `dnat`.
+    #[serde(default)]
+    pub datapath: Datapath,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            port: defaults::API_PORT,
+            datapath: Datapath::default(),
+        }
+    }
+}
+
+fn default_api_port() -> Port {
+    defaults::API_PORT
+}
+
+/// How a kube-apiserver's health is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// HTTPS GET of `path`; healthy on a 200.
+    Https,
+    /// A TCP connect; healthy when it completes.
+    Tcp,
+}
+
+/// `[plane.health]` and `[nodes.plane.health]`. Every field is optional so a
+/// node can override one of them; unset fields fall back to the cluster-wide
+/// value, then to the built-in default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<CheckKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Interval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+    /// The cluster CA the apiserver certificate is verified against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (checks still need a TLS handshake and a 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+    /// SNI and certificate name. Default: the plane's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// `[plane]` (cluster-wide) and `[nodes.plane]` (one node): the ports and
+/// health check of a control plane.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaneSettings {
+    /// Where the plane's proxy listens on its mesh address (the seed's HAProxy frontend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_port: Option<Port>,
+    /// Where the local kube-apiserver listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apiserver_port: Option<Port>,
+    #[serde(default)]
+    pub health: HealthSettings,
+}
+
+/// `[mesh]`: the WireGuard network the nodes share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSection {
+    /// The WireGuard interface, e.g. `wg99`.
+    pub interface: String,
+    /// The mesh network; every node address is inside it.
+    pub network: IpNet,
+    /// WireGuard's UDP port. Default 51820.
+    #[serde(default = "default_wireguard_port")]
+    pub listen_port: Port,
+}
+
+fn default_wireguard_port() -> Port {
+    defaults::WIREGUARD_LISTEN_PORT
+}
+
+/// `[dns]`: names the cluster publishes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// The zone names live in, e.g. `cluster.example.`. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// The VIP's name (the seed's `k8s-api` record). Default `k8s-api`.
+    #[serde(default = "default_vip_name")]
+    pub vip_name: String,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        Self {
+            zone: None,
+            vip_name: defaults::DNS_VIP_NAME.to_owned(),
+        }
+    }
+}
+
+fn default_vip_name() -> String {
+    defaults::DNS_VIP_NAME.to_owned()
+}
+
+/// What a node does. A node may have several roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Holds the VIP with VRRP (the seed's keepalived host).
+    Vip,
+    /// Runs a kube-apiserver and the plane proxy in front of it.
+    Plane,
+    /// Runs workloads and reaches the API through the VIP.
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Vip => "vip",
+            Role::Plane => "plane",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// `[[nodes]]`: one machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// The node's name (its hostname; a DNS label).
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// The node's address on the mesh (or LAN): what peers, DNAT and checks use.
+    pub address: IpAddr,
+    /// The interface for the VIP on this node. Default `vip.interface`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// VRRP priority, 1..=254 (255: the VIP is this node's own address). Required for `vip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// How Ansible or an operator reaches the node (the inventory address). Informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Overrides of `[plane]` for this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plane: Option<PlaneSettings>,
+    /// This node's WireGuard peer entry. Required when `[mesh]` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireguardPeer>,
+}
+
+impl NodeSpec {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// `[nodes.wireguard]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireguardPeer {
+    /// The node's public key, base64 as `wg pubkey` prints it.
+    pub public_key: String,
+    /// Where the other nodes reach it: `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The node's private key: a reference to a secret, never the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<SecretField>,
+    /// Extra AllowedIPs besides the node's own address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<IpNet>,
+}
