@@ -1,0 +1,471 @@
+//! A deterministic virtual LAN of VRRP routers for the simulation tests.
+//!
+//! One shared virtual clock, one seeded PRNG; every advert goes through the
+//! real codec (encode, an IPv4 header, parse, TTL check, decode) and is
+//! delivered to every other router in the same partition component after a
+//! random delay, unless lost. Routers can be killed (stop dead, no priority
+//! 0, the VIP stays on the dead box), shut down gracefully, restarted,
+//! faulted and re-prioritised.
+
+#![allow(dead_code)] // each test binary uses part of the harness
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use vipd_core::vrrp::packet::{MULTICAST_V4, PROTOCOL};
+use vipd_core::vrrp::{
+    Action, Advertisement, Centiseconds, ChecksumMode, Config, FaultReason, Instance, Ipv4Header,
+    Rejected, State, Timestamp, Version, check_ttl,
+};
+
+/// SplitMix64: tiny, fast, and good enough to drive scenarios.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0); the modulo bias is irrelevant here.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with probability `per_mille / 1000`.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+
+    pub fn duration(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let (lo, hi) = (lo.as_micros() as u64, hi.as_micros() as u64);
+        Duration::from_micros(self.range(lo, hi))
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Link behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub loss_per_mille: u64,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    pub address: Ipv4Addr,
+    pub config: Config,
+    pub instance: Instance,
+    /// False once killed or shut down.
+    pub alive: bool,
+    /// Whether the VIP is on this router's interface (a killed router keeps
+    /// it, as keepalived does after SIGKILL).
+    pub holds_vip: bool,
+    /// Routers only hear routers of the same component.
+    pub component: u8,
+}
+
+struct InFlight {
+    at: Timestamp,
+    seq: u64,
+    to: usize,
+    packet: Vec<u8>,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InFlight {
+    /// Reversed, so the BinaryHeap pops the earliest (then oldest) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+
+pub struct Sim {
+    pub now: Timestamp,
+    pub rng: Rng,
+    pub link: Link,
+    pub routers: Vec<Router>,
+    pub checksum_mode: ChecksumMode,
+    in_flight: BinaryHeap<InFlight>,
+    seq: u64,
+    /// Latest arrival scheduled per (from, to): one sender's packets on one
+    /// path never overtake each other, as on a real segment.
+    last_arrival: HashMap<(usize, usize), Timestamp>,
+    /// Set when a router misbehaved; the scenario reports it.
+    pub violation: Option<String>,
+    /// Human-readable log, kept only when `verbose`.
+    pub trace: String,
+    pub verbose: bool,
+    pub delivered: u64,
+}
+
+/// What a router is configured with in a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterSpec {
+    pub address: Ipv4Addr,
+    pub priority: u8,
+    pub preempt: bool,
+}
+
+impl Sim {
+    pub fn new(seed: u64, link: Link, checksum_mode: ChecksumMode) -> Sim {
+        Sim {
+            now: Timestamp::ZERO,
+            rng: Rng::new(seed),
+            link,
+            routers: Vec::new(),
+            checksum_mode,
+            in_flight: BinaryHeap::new(),
+            seq: 0,
+            last_arrival: HashMap::new(),
+            violation: None,
+            trace: String::new(),
+            verbose: false,
+            delivered: 0,
+        }
+    }
+
+    /// Adds a router in Initialize; it runs once [`Sim::start`]ed.
+    pub fn add_router(&mut self, spec: RouterSpec, version: Version, interval: Centiseconds) {
+        let config = Config {
+            version,
+            priority: spec.priority,
+            preempt: spec.preempt,
+            advert_interval: interval,
+            checksum_mode: self.checksum_mode,
+            ..Config::new(51, IpAddr::V4(spec.address), vec![IpAddr::V4(VIP)])
+        };
+        let instance = Instance::new(config.clone()).expect("valid config");
+        self.routers.push(Router {
+            address: spec.address,
+            config,
+            instance,
+            alive: false,
+            holds_vip: false,
+            component: 0,
+        });
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.verbose {
+            let line = line();
+            let _ = writeln!(self.trace, "{} {line}", self.now);
+        }
+    }
+
+    /// Starts (or restarts after a kill/shutdown) router `i` with a fresh
+    /// instance, as a restarted daemon would be.
+    pub fn start(&mut self, i: usize) {
+        let router = &mut self.routers[i];
+        router.instance = Instance::new(router.config.clone()).expect("valid config");
+        router.alive = true;
+        // A reboot clears the interface; a daemon restart would delete
+        // leftover VIPs at startup.
+        router.holds_vip = false;
+        let now = self.now;
+        self.routers[i].instance.startup(now);
+        self.log(|| format!("r{i} start"));
+        self.drain(i);
+    }
+
+    /// SIGKILL: the router stops dead. No priority 0, the VIP stays.
+    pub fn kill(&mut self, i: usize) {
+        self.routers[i].alive = false;
+        self.log(|| format!("r{i} killed"));
+    }
+
+    /// Graceful stop: priority 0 out, VIP removed, then the process exits.
+    pub fn shutdown(&mut self, i: usize) {
+        let now = self.now;
+        self.routers[i].instance.shutdown(now);
+        self.log(|| format!("r{i} shutdown"));
+        self.drain(i);
+        self.routers[i].alive = false;
+    }
+
+    pub fn set_priority(&mut self, i: usize, priority: u8) {
+        let now = self.now;
+        self.routers[i].instance.set_priority(now, priority);
+        self.log(|| format!("r{i} priority {priority}"));
+        self.drain(i);
+    }
+
+    pub fn set_fault(&mut self, i: usize) {
+        let now = self.now;
+        let reason = FaultReason::Tracker("sim".into());
+        self.routers[i].instance.set_fault(now, reason);
+        self.log(|| format!("r{i} fault"));
+        self.drain(i);
+    }
+
+    pub fn clear_fault(&mut self, i: usize) {
+        let now = self.now;
+        self.routers[i].instance.clear_fault(now);
+        self.log(|| format!("r{i} fault cleared"));
+        self.drain(i);
+    }
+
+    /// Carries out router `i`'s actions.
+    fn drain(&mut self, i: usize) {
+        while let Some(action) = self.routers[i].instance.poll_action() {
+            match action {
+                Action::StateChanged { from, to, reason } => {
+                    self.log(|| format!("r{i} {from} -> {to}: {reason}"));
+                }
+                Action::AddVip(_) => {
+                    if self.routers[i].holds_vip {
+                        self.violate(format!("r{i} added the VIP twice"));
+                    }
+                    self.routers[i].holds_vip = true;
+                }
+                Action::RemoveVip(_) => {
+                    if !self.routers[i].holds_vip {
+                        self.violate(format!("r{i} removed a VIP it did not hold"));
+                    }
+                    self.routers[i].holds_vip = false;
+                }
+                Action::SendAdvert(advert) => self.broadcast(i, &advert),
+                Action::SendGratuitous(_) => {}
+            }
+        }
+        let router = &self.routers[i];
+        if router.alive && router.holds_vip != (router.instance.state() == State::Master) {
+            let state = router.instance.state();
+            self.violate(format!("r{i} in {state} but holds_vip={}", router.holds_vip));
+        }
+    }
+
+    fn violate(&mut self, what: String) {
+        self.log(|| format!("VIOLATION {what}"));
+        if self.violation.is_none() {
+            self.violation = Some(format!("{} {what}", self.now));
+        }
+    }
+
+    fn broadcast(&mut self, from: usize, advert: &Advertisement) {
+        let src = self.routers[from].address;
+        let payload = advert
+            .encode(IpAddr::V4(src), IpAddr::V4(MULTICAST_V4), self.checksum_mode)
+            .expect("encodable advert");
+        let header = Ipv4Header {
+            header_len: 20,
+            tos: 0xc0,
+            total_len: (20 + payload.len()) as u16,
+            identification: 0,
+            flags_fragment: 0,
+            ttl: 255,
+            protocol: PROTOCOL,
+            header_checksum: 0,
+            src,
+            dst: MULTICAST_V4,
+        };
+        let mut packet = header.encode().to_vec();
+        packet.extend_from_slice(&payload);
+        self.log(|| format!("r{from} sends priority {}", advert.priority));
+        for to in 0..self.routers.len() {
+            if to == from || self.routers[to].component != self.routers[from].component {
+                continue;
+            }
+            if self.rng.chance(self.link.loss_per_mille) {
+                continue;
+            }
+            let delay = self.rng.duration(self.link.min_delay, self.link.max_delay);
+            let last = self.last_arrival.entry((from, to)).or_default();
+            let at = (self.now + delay).max(*last);
+            *last = at;
+            self.seq += 1;
+            self.in_flight.push(InFlight {
+                at,
+                seq: self.seq,
+                to,
+                packet: packet.clone(),
+            });
+        }
+    }
+
+    fn deliver(&mut self, to: usize, packet: &[u8]) {
+        if !self.routers[to].alive {
+            return;
+        }
+        // The receive path of the IO shell.
+        let (header, payload) = match Ipv4Header::parse(packet) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.violate(format!("r{to} IPv4 header: {e}")),
+        };
+        // A partition that formed while the packet was in flight drops it.
+        let from = self.routers.iter().position(|r| r.address == header.src);
+        if let Some(from) = from
+            && self.routers[from].component != self.routers[to].component
+        {
+            return;
+        }
+        if let Err(e) = check_ttl(header.ttl) {
+            return self.violate(format!("r{to}: {e}"));
+        }
+        let (src, dst) = (IpAddr::V4(header.src), IpAddr::V4(header.dst));
+        let options = self.routers[to].instance.decode_options();
+        let advert = match Advertisement::decode(payload, src, dst, &options) {
+            Ok(advert) => advert,
+            Err(e) => return self.violate(format!("r{to} decode: {e}")),
+        };
+        self.delivered += 1;
+        self.log(|| format!("r{to} hears priority {} from {src}", advert.priority));
+        let now = self.now;
+        match self.routers[to].instance.handle_advert(now, src, &advert) {
+            Ok(_) | Err(Rejected::NotListening { .. }) => {}
+            Err(e) => self.violate(format!("r{to} rejected an advert from {src}: {e}")),
+        }
+        self.drain(to);
+    }
+
+    /// The next event: a delivery or the earliest router timer.
+    fn next_event(&self) -> Option<Timestamp> {
+        let packet = self.in_flight.peek().map(|p| p.at);
+        let timer = self
+            .routers
+            .iter()
+            .filter(|r| r.alive)
+            .filter_map(|r| r.instance.next_timeout())
+            .min();
+        match (packet, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs events up to `until` (inclusive), then sets the clock to it.
+    pub fn run_until(&mut self, until: Timestamp) {
+        self.run_until_or(until, |_| false);
+    }
+
+    /// Runs events up to `until`, stopping early as soon as `done` holds
+    /// after an event. Returns the time it first held, if it did.
+    pub fn run_until_or(
+        &mut self,
+        until: Timestamp,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> Option<Timestamp> {
+        if done(self) {
+            return Some(self.now);
+        }
+        while let Some(at) = self.next_event() {
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            // Deliveries due now first, then timers, in router order: a
+            // fixed order keeps runs reproducible.
+            if self.in_flight.peek().is_some_and(|p| p.at <= self.now) {
+                let packet = self.in_flight.pop().expect("peeked");
+                self.deliver(packet.to, &packet.packet);
+            } else {
+                for i in 0..self.routers.len() {
+                    let router = &mut self.routers[i];
+                    if router.alive && router.instance.next_timeout().is_some_and(|t| t <= at) {
+                        router.instance.handle_timeout(at);
+                        self.drain(i);
+                    }
+                }
+            }
+            if done(self) {
+                return Some(self.now);
+            }
+        }
+        self.now = self.now.max(until);
+        None
+    }
+
+    /// Live routers in Master, by component.
+    pub fn masters_in(&self, component: u8) -> Vec<usize> {
+        (0..self.routers.len())
+            .filter(|&i| {
+                let r = &self.routers[i];
+                r.alive && r.component == component && r.instance.state() == State::Master
+            })
+            .collect()
+    }
+
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.routers.len())
+            .filter(|&i| self.routers[i].alive && self.routers[i].instance.state() == State::Master)
+            .collect()
+    }
+
+    /// Live routers able to serve (not in Fault) in a component.
+    pub fn candidates_in(&self, component: u8) -> Vec<usize> {
+        (0..self.routers.len())
+            .filter(|&i| {
+                let r = &self.routers[i];
+                r.alive && r.component == component && r.instance.state() != State::Fault
+            })
+            .collect()
+    }
+
+    /// The highest effective priority among `routers`.
+    pub fn top_priority(&self, routers: &[usize]) -> Option<u8> {
+        routers.iter().map(|&i| self.routers[i].instance.priority()).max()
+    }
+
+    /// The largest Master_Down_Interval any router can have.
+    pub fn max_master_down_interval(&self) -> Duration {
+        self.routers
+            .iter()
+            .map(|r| {
+                let interval = r.config.advert_interval();
+                interval * 3 + interval.max(Duration::from_secs(1))
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, r) in self.routers.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  r{i} {} prio {} (configured {}) preempt {} alive {} component {} state {} vip {}",
+                r.address,
+                r.instance.priority(),
+                r.config.priority,
+                r.config.preempt,
+                r.alive,
+                r.component,
+                r.instance.state(),
+                r.holds_vip
+            );
+        }
+        out
+    }
+}
