@@ -81,7 +81,10 @@ fn startup_goes_to_backup_with_master_down_timer() {
         }]
     );
     // 3 × 1 s + (256 − 100) / 256 s.
-    assert_eq!(instance.master_down_interval(), Duration::from_micros(3_609_375));
+    assert_eq!(
+        instance.master_down_interval(),
+        Duration::from_micros(3_609_375)
+    );
     assert_eq!(
         instance.next_timeout(),
         Some(ms(1000) + Duration::from_micros(3_609_375))
@@ -128,7 +131,10 @@ fn master_down_timer_makes_master_and_adverts_follow() {
             reason: Reason::MasterDownTimerExpired
         }
     );
-    assert_eq!(Reason::MasterDownTimerExpired.to_string(), "master down timer expired");
+    assert_eq!(
+        Reason::MasterDownTimerExpired.to_string(),
+        "master down timer expired"
+    );
     assert_eq!(sent_priorities(&actions), vec![100]);
     assert!(actions.contains(&Action::AddVip(VIP)));
     assert!(actions.contains(&Action::SendGratuitous(VIP)));
@@ -146,7 +152,10 @@ fn backup_accepts_higher_and_learns_the_interval() {
     let result = instance.handle_advert(ms(500), PEER_HIGH, &advert(150, 10));
     assert_eq!(result, Ok(Accepted::Clean));
     // 3 × 100 ms + 156/256 × 100 ms.
-    assert_eq!(instance.master_down_interval(), Duration::from_micros(360_937) + Duration::from_nanos(500));
+    assert_eq!(
+        instance.master_down_interval(),
+        Duration::from_micros(360_937) + Duration::from_nanos(500)
+    );
     assert_eq!(
         instance.next_timeout(),
         Some(ms(500) + instance.master_down_interval())
@@ -159,8 +168,12 @@ fn backup_accepts_higher_and_learns_the_interval() {
 fn backup_priority_zero_sets_skew_time() {
     // RFC 5798 §6.4.2: priority 0 → Master_Down_Timer = Skew_Time.
     let mut instance = started(100);
-    instance.handle_advert(ms(500), PEER_HIGH, &advert(150, 100)).unwrap();
-    instance.handle_advert(ms(900), PEER_HIGH, &advert(0, 100)).unwrap();
+    instance
+        .handle_advert(ms(500), PEER_HIGH, &advert(150, 100))
+        .unwrap();
+    instance
+        .handle_advert(ms(900), PEER_HIGH, &advert(0, 100))
+        .unwrap();
     let due = instance.next_timeout().unwrap();
     assert_eq!(due, ms(900) + Duration::from_micros(609_375));
     instance.handle_timeout(due);
@@ -184,8 +197,14 @@ fn backup_with_preempt_ignores_a_lower_master() {
     // RFC 5798 §6.4.2: Preempt_Mode true and lower priority → discard.
     let mut instance = started(100);
     let due = instance.next_timeout().unwrap();
-    instance.handle_advert(ms(1000), PEER_HIGH, &advert(50, 100)).unwrap();
-    assert_eq!(instance.next_timeout(), Some(due), "timer must not be reset");
+    instance
+        .handle_advert(ms(1000), PEER_HIGH, &advert(50, 100))
+        .unwrap();
+    assert_eq!(
+        instance.next_timeout(),
+        Some(due),
+        "timer must not be reset"
+    );
     instance.handle_timeout(due);
     assert_eq!(
         drain(&mut instance)[0],
@@ -209,7 +228,9 @@ fn backup_without_preempt_follows_a_lower_master() {
     })
     .unwrap();
     instance.startup(ms(0));
-    instance.handle_advert(ms(1000), PEER_LOW, &advert(50, 100)).unwrap();
+    instance
+        .handle_advert(ms(1000), PEER_LOW, &advert(50, 100))
+        .unwrap();
     assert_eq!(
         instance.next_timeout(),
         Some(ms(1000) + instance.master_down_interval())
@@ -227,14 +248,18 @@ fn preempt_delay_holds_off_preemption_after_startup() {
     .unwrap();
     instance.startup(ms(0));
     for t in (0..10_000).step_by(1000) {
-        instance.handle_advert(ms(t), PEER_LOW, &advert(100, 100)).unwrap();
+        instance
+            .handle_advert(ms(t), PEER_LOW, &advert(100, 100))
+            .unwrap();
         instance.handle_timeout(ms(t));
         assert_eq!(instance.state(), State::Backup, "preempted at {t} ms");
     }
     // From 10 s on the adverts are discarded and the timer runs out.
     let mut t = 10_000;
     while instance.state() == State::Backup {
-        instance.handle_advert(ms(t), PEER_LOW, &advert(100, 100)).unwrap();
+        instance
+            .handle_advert(ms(t), PEER_LOW, &advert(100, 100))
+            .unwrap();
         instance.handle_timeout(ms(t));
         t += 100;
     }
@@ -246,7 +271,9 @@ fn preempt_delay_holds_off_preemption_after_startup() {
 fn master_steps_down_for_higher_priority_and_learns_interval() {
     // RFC 5798 §6.4.3.
     let mut instance = master(100);
-    instance.handle_advert(ms(9000), PEER_LOW, &advert(150, 50)).unwrap();
+    instance
+        .handle_advert(ms(9000), PEER_LOW, &advert(150, 50))
+        .unwrap();
     let actions = drain(&mut instance);
     assert_eq!(
         actions,
@@ -273,7 +300,12 @@ fn master_steps_down_for_higher_priority_and_learns_interval() {
     // Master_Adver_Interval learned: 3 × 500 ms + 156/256 × 500 ms.
     assert_eq!(
         instance.next_timeout(),
-        Some(ms(9000) + Duration::from_millis(1500) + Duration::from_micros(304_687) + Duration::from_nanos(500))
+        Some(
+            ms(9000)
+                + Duration::from_millis(1500)
+                + Duration::from_micros(304_687)
+                + Duration::from_nanos(500)
+        )
     );
 }
 
@@ -281,9 +313,13 @@ fn master_steps_down_for_higher_priority_and_learns_interval() {
 fn master_tie_breaks_on_the_primary_address() {
     // RFC 5798 §6.4.3: equal priority, higher address wins.
     let mut instance = master(100);
-    instance.handle_advert(ms(9000), PEER_LOW, &advert(100, 100)).unwrap();
+    instance
+        .handle_advert(ms(9000), PEER_LOW, &advert(100, 100))
+        .unwrap();
     assert_eq!(instance.state(), State::Master);
-    instance.handle_advert(ms(9000), PEER_HIGH, &advert(100, 100)).unwrap();
+    instance
+        .handle_advert(ms(9000), PEER_HIGH, &advert(100, 100))
+        .unwrap();
     assert_eq!(instance.state(), State::Backup);
     assert!(matches!(
         drain(&mut instance)[..],
@@ -303,10 +339,15 @@ fn master_answers_a_lower_priority_master_at_once() {
     // RFC 9568 §6.4.3: lower priority → discard, send an advert now; and
     // re-announce the addresses.
     let mut instance = master(100);
-    instance.handle_advert(ms(9000), PEER_HIGH, &advert(50, 100)).unwrap();
+    instance
+        .handle_advert(ms(9000), PEER_HIGH, &advert(50, 100))
+        .unwrap();
     assert_eq!(
         drain(&mut instance),
-        vec![Action::SendAdvert(advert(100, 100)), Action::SendGratuitous(VIP)]
+        vec![
+            Action::SendAdvert(advert(100, 100)),
+            Action::SendGratuitous(VIP)
+        ]
     );
     assert_eq!(instance.next_timeout(), Some(ms(10_000)));
 }
@@ -315,8 +356,13 @@ fn master_answers_a_lower_priority_master_at_once() {
 fn master_answers_priority_zero_with_an_advert() {
     // RFC 5798 §6.4.3: priority 0 → send an advert, reset the Adver_Timer.
     let mut instance = master(100);
-    instance.handle_advert(ms(9000), PEER_HIGH, &advert(0, 100)).unwrap();
-    assert_eq!(drain(&mut instance), vec![Action::SendAdvert(advert(100, 100))]);
+    instance
+        .handle_advert(ms(9000), PEER_HIGH, &advert(0, 100))
+        .unwrap();
+    assert_eq!(
+        drain(&mut instance),
+        vec![Action::SendAdvert(advert(100, 100))]
+    );
     assert_eq!(instance.next_timeout(), Some(ms(10_000)));
 }
 
@@ -377,7 +423,10 @@ fn tracker_fault_on_master_hands_over_and_clearing_returns_to_backup() {
     );
     assert_eq!(instance.next_timeout(), None);
     assert_eq!(
-        instance.handle_advert(ms(9500), PEER_HIGH, &advert(50, 100)).unwrap_err().reason(),
+        instance
+            .handle_advert(ms(9500), PEER_HIGH, &advert(50, 100))
+            .unwrap_err()
+            .reason(),
         "not_listening"
     );
     instance.clear_fault(ms(10_000));
@@ -402,7 +451,10 @@ fn interface_down_sends_nothing() {
     let actions = drain(&mut instance);
     assert!(sent_priorities(&actions).is_empty());
     assert!(actions.contains(&Action::RemoveVip(VIP)));
-    assert_eq!(Reason::Fault(FaultReason::InterfaceDown).to_string(), "interface down");
+    assert_eq!(
+        Reason::Fault(FaultReason::InterfaceDown).to_string(),
+        "interface down"
+    );
 }
 
 #[test]
@@ -452,14 +504,22 @@ fn receive_filters_have_distinct_reasons() {
         (PEER_HIGH, v2, "wrong_version"),
         (PEER_HIGH, other_list, "address_list_mismatch"),
         (LOCAL, advert(150, 100), "own_advert"),
-        ("2001:db8::1".parse().unwrap(), advert(150, 100), "wrong_address_family"),
+        (
+            "2001:db8::1".parse().unwrap(),
+            advert(150, 100),
+            "wrong_address_family",
+        ),
     ];
     let timer = instance.next_timeout();
     for (src, packet, reason) in cases {
         let err = instance.handle_advert(ms(1), src, &packet).unwrap_err();
         assert_eq!(err.reason(), reason, "{err}");
     }
-    assert_eq!(instance.next_timeout(), timer, "a dropped advert reset the timer");
+    assert_eq!(
+        instance.next_timeout(),
+        timer,
+        "a dropped advert reset the timer"
+    );
 }
 
 #[test]
@@ -501,20 +561,47 @@ fn v2_checks_the_interval_and_uses_fixed_skew() {
         ..advert(150, 100)
     };
     assert_eq!(
-        instance.handle_advert(ms(1), PEER_HIGH, &v2(1)).unwrap_err().reason(),
+        instance
+            .handle_advert(ms(1), PEER_HIGH, &v2(1))
+            .unwrap_err()
+            .reason(),
         "advert_interval_mismatch"
     );
-    assert_eq!(instance.handle_advert(ms(1), PEER_HIGH, &v2(2)), Ok(Accepted::Clean));
-    assert_eq!(instance.decode_options().auth, Some(Auth::simple_password(b"s3cr3t")));
+    assert_eq!(
+        instance.handle_advert(ms(1), PEER_HIGH, &v2(2)),
+        Ok(Accepted::Clean)
+    );
+    assert_eq!(
+        instance.decode_options().auth,
+        Some(Auth::simple_password(b"s3cr3t"))
+    );
     let sent = instance.advertisement(100);
-    assert_eq!(sent.fields, VersionFields::V2 { advert_interval_secs: 2, auth: Auth::simple_password(b"s3cr3t") });
+    assert_eq!(
+        sent.fields,
+        VersionFields::V2 {
+            advert_interval_secs: 2,
+            auth: Auth::simple_password(b"s3cr3t")
+        }
+    );
 }
 
 #[test]
 fn bad_configs_are_refused() {
     let bad = [
-        (Config { vrid: 0, ..config(100) }, ConfigError::VridZero),
-        (Config { priority: 0, ..config(100) }, ConfigError::PriorityZero),
+        (
+            Config {
+                vrid: 0,
+                ..config(100)
+            },
+            ConfigError::VridZero,
+        ),
+        (
+            Config {
+                priority: 0,
+                ..config(100)
+            },
+            ConfigError::PriorityZero,
+        ),
         (
             Config {
                 virtual_addresses: vec![],

@@ -18,7 +18,7 @@ use vipd_core::vrrp::timer::{master_down_interval, skew_time_v2, skew_time_v3};
 use vipd_core::vrrp::{Centiseconds, ChecksumMode, State, Timestamp, Version};
 
 /// Scenarios per `cargo test` run; each is a few hundred events.
-const SCENARIOS: u64 = 2000;
+const SCENARIOS: u64 = 4000;
 
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
@@ -40,7 +40,11 @@ struct Scenario {
 impl Scenario {
     fn new(seed: u64) -> Scenario {
         let mut rng = Rng::new(seed);
-        let version = if rng.chance(300) { Version::V2 } else { Version::V3 };
+        let version = if rng.chance(300) {
+            Version::V2
+        } else {
+            Version::V3
+        };
         let interval = match version {
             Version::V2 => Centiseconds(100),
             Version::V3 => Centiseconds(rng.range(10, 100) as u16),
@@ -209,7 +213,9 @@ impl Scenario {
         let skew = self.skew(self.sim.routers[best].instance.priority());
         let bound = skew + self.sim.link.max_delay;
         let start = self.sim.now;
-        let taken = self.sim.run_until_or(start + bound, |s| !s.masters().is_empty());
+        let taken = self
+            .sim
+            .run_until_or(start + bound, |s| !s.masters().is_empty());
         ensure!(
             taken.is_some(),
             "no master within {bound:?} (skew + delay) of shutting down r{master}"
@@ -232,7 +238,11 @@ impl Scenario {
             for &i in &live {
                 self.sim.routers[i].component = self.sim.rng.below(2) as u8;
             }
-            let side = |c| live.iter().filter(|&&i| self.sim.routers[i].component == c).count();
+            let side = |c| {
+                live.iter()
+                    .filter(|&&i| self.sim.routers[i].component == c)
+                    .count()
+            };
             if side(0) > 0 && side(1) > 0 {
                 break;
             }
@@ -382,7 +392,10 @@ fn random_scenarios() {
             ),
         }
     }
-    assert!(delivered > SCENARIOS * 100, "suspiciously few adverts: {delivered}");
+    assert!(
+        delivered > SCENARIOS * 100,
+        "suspiciously few adverts: {delivered}"
+    );
 }
 
 fn two_routers(first: RouterSpec, second: RouterSpec, link: Link) -> Sim {
@@ -460,14 +473,20 @@ fn failover_times_match_the_rfc_arithmetic() {
     let taken = sim
         .run_until_or(started + Duration::from_secs(5), |s| s.masters() == vec![0])
         .expect("r0 preempted");
-    assert!(taken - started <= Duration::from_millis(3_500), "{:?}", taken - started);
+    assert!(
+        taken - started <= Duration::from_millis(3_500),
+        "{:?}",
+        taken - started
+    );
 
     // SIGTERM: priority 0, the backup waits only its Skew_Time, 156/256 s.
     sim.run_until(sim.now + Duration::from_secs(3));
     sim.shutdown(0);
     let stopped = sim.now;
     let taken = sim
-        .run_until_or(stopped + Duration::from_secs(5), |s| !s.masters().is_empty())
+        .run_until_or(stopped + Duration::from_secs(5), |s| {
+            !s.masters().is_empty()
+        })
         .expect("backup took over");
     let took = taken - stopped;
     assert!(

@@ -19,8 +19,14 @@ fn namespaces() -> Vec<String> {
 }
 
 fn root_links_and_addresses() -> String {
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
-    let addrs = Command::new("ip").args(["-o", "addr", "show"]).output().unwrap();
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    let addrs = Command::new("ip")
+        .args(["-o", "addr", "show"])
+        .output()
+        .unwrap();
     // Counters change all the time; names, states and addresses must not.
     let strip = |s: &[u8]| {
         String::from_utf8_lossy(s)
@@ -41,10 +47,24 @@ fn hosts_on_the_bridge_reach_each_other_over_v4_and_v6() {
     let mut topo = Topology::new().unwrap();
     let a = topo.add_host("a").unwrap();
     let b = topo.add_host("b").unwrap();
-    topo.plug(&a, "eth0", &["198.18.0.1/24".parse().unwrap(), "2001:db8::1/64".parse().unwrap()])
-        .unwrap();
-    topo.plug(&b, "eth0", &["198.18.0.2/24".parse().unwrap(), "2001:db8::2/64".parse().unwrap()])
-        .unwrap();
+    topo.plug(
+        &a,
+        "eth0",
+        &[
+            "198.18.0.1/24".parse().unwrap(),
+            "2001:db8::1/64".parse().unwrap(),
+        ],
+    )
+    .unwrap();
+    topo.plug(
+        &b,
+        "eth0",
+        &[
+            "198.18.0.2/24".parse().unwrap(),
+            "2001:db8::2/64".parse().unwrap(),
+        ],
+    )
+    .unwrap();
 
     for server in ["198.18.0.2:7000", "[2001:db8::2]:7001"] {
         let server: SocketAddr = server.parse().unwrap();
@@ -66,7 +86,8 @@ fn hosts_on_the_bridge_reach_each_other_over_v4_and_v6() {
             ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
             let reply = a
                 .enter(move || {
-                    let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(5)).unwrap();
+                    let mut stream =
+                        TcpStream::connect_timeout(&server, Duration::from_secs(5)).unwrap();
                     stream.write_all(b"hello").unwrap();
                     let mut buf = [0u8; 5];
                     stream.read_exact(&mut buf).unwrap();
@@ -76,20 +97,35 @@ fn hosts_on_the_bridge_reach_each_other_over_v4_and_v6() {
             assert_eq!(&reply, b"world");
             let (peer, request) = accepted.join().unwrap();
             assert_eq!(&request, b"hello");
-            let expected: std::net::IpAddr =
-                if server.is_ipv4() { "198.18.0.1".parse().unwrap() } else { "2001:db8::1".parse().unwrap() };
+            let expected: std::net::IpAddr = if server.is_ipv4() {
+                "198.18.0.1".parse().unwrap()
+            } else {
+                "2001:db8::1".parse().unwrap()
+            };
             assert_eq!(peer, expected);
         });
     }
     // Nothing of the lab shows in the root namespace, even while it runs.
-    assert_eq!(root_links_and_addresses(), root_before, "root namespace untouched");
+    assert_eq!(
+        root_links_and_addresses(),
+        root_before,
+        "root namespace untouched"
+    );
 
     let run_id = topo.run_id().to_owned();
     let ours = |n: &String| n.starts_with(&format!("{run_id}-"));
-    assert_eq!(namespaces().iter().filter(|n| ours(n)).count(), 3, "a, b and the hub");
+    assert_eq!(
+        namespaces().iter().filter(|n| ours(n)).count(),
+        3,
+        "a, b and the hub"
+    );
     drop(topo);
     assert!(!namespaces().iter().any(ours), "namespaces removed");
-    assert_eq!(root_links_and_addresses(), root_before, "root namespace untouched");
+    assert_eq!(
+        root_links_and_addresses(),
+        root_before,
+        "root namespace untouched"
+    );
 }
 
 #[test]
@@ -101,14 +137,20 @@ fn a_panicking_test_still_cleans_up() {
     let result = std::thread::spawn(move || {
         let mut topo = Topology::new().unwrap();
         let host = topo.add_host("doomed").unwrap();
-        topo.plug(&host, "eth0", &["198.18.1.1/24".parse().unwrap()]).unwrap();
+        topo.plug(&host, "eth0", &["198.18.1.1/24".parse().unwrap()])
+            .unwrap();
         id_tx.send(topo.run_id().to_owned()).unwrap();
         panic!("the test fails half-way");
     })
     .join();
     assert!(result.is_err());
     let run_id = id_rx.recv().unwrap();
-    assert!(!namespaces().iter().any(|n| n.starts_with(&format!("{run_id}-"))), "{run_id} left behind");
+    assert!(
+        !namespaces()
+            .iter()
+            .any(|n| n.starts_with(&format!("{run_id}-"))),
+        "{run_id} left behind"
+    );
 }
 
 #[test]
@@ -123,7 +165,10 @@ fn processes_started_inside_are_killed_on_drop() {
     let pid = topo.spawn(sleeper).unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     drop(topo);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} survived");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} survived"
+    );
 }
 
 #[test]
@@ -136,7 +181,13 @@ fn namespaces_of_dead_runs_are_reaped() {
     let dead = child.id();
     child.wait().unwrap();
     let stale = format!("vt{dead}x0-stale");
-    assert!(Command::new("ip").args(["netns", "add", &stale]).status().unwrap().success());
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &stale])
+            .status()
+            .unwrap()
+            .success()
+    );
     let _topo = Topology::new().unwrap(); // reaps on creation
     assert!(!namespaces().contains(&stale), "{stale} was not reaped");
 }

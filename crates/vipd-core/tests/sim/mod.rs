@@ -263,7 +263,10 @@ impl Sim {
         let router = &self.routers[i];
         if router.alive && router.holds_vip != (router.instance.state() == State::Master) {
             let state = router.instance.state();
-            self.violate(format!("r{i} in {state} but holds_vip={}", router.holds_vip));
+            self.violate(format!(
+                "r{i} in {state} but holds_vip={}",
+                router.holds_vip
+            ));
         }
     }
 
@@ -277,7 +280,11 @@ impl Sim {
     fn broadcast(&mut self, from: usize, advert: &Advertisement) {
         let src = self.routers[from].address;
         let payload = advert
-            .encode(IpAddr::V4(src), IpAddr::V4(MULTICAST_V4), self.checksum_mode)
+            .encode(
+                IpAddr::V4(src),
+                IpAddr::V4(MULTICAST_V4),
+                self.checksum_mode,
+            )
             .expect("encodable advert");
         let header = Ipv4Header {
             header_len: 20,
@@ -435,7 +442,10 @@ impl Sim {
 
     /// The highest effective priority among `routers`.
     pub fn top_priority(&self, routers: &[usize]) -> Option<u8> {
-        routers.iter().map(|&i| self.routers[i].instance.priority()).max()
+        routers
+            .iter()
+            .map(|&i| self.routers[i].instance.priority())
+            .max()
     }
 
     /// The largest Master_Down_Interval any router can have.

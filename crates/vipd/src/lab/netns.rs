@@ -46,7 +46,10 @@ pub fn require_root(test: &str) -> bool {
 }
 
 fn ip(args: &[&str]) -> io::Result<()> {
-    let output = Command::new("ip").args(args).stdin(Stdio::null()).output()?;
+    let output = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
     if output.status.success() {
         Ok(())
     } else {
@@ -83,7 +86,9 @@ fn creator_pid(namespace: &str) -> Option<i32> {
 pub fn reap_stale() -> io::Result<usize> {
     let mut reaped = 0;
     for namespace in list_namespaces()? {
-        let Some(pid) = creator_pid(&namespace) else { continue };
+        let Some(pid) = creator_pid(&namespace) else {
+            continue;
+        };
         let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive && ip(&["netns", "del", &namespace]).is_ok() {
             reaped += 1;
@@ -112,7 +117,10 @@ impl Netns {
 
     /// Runs `program args...` inside the namespace and waits for it.
     pub fn run(&self, program: &str, args: &[&str]) -> io::Result<Output> {
-        self.command(program).args(args).stdin(Stdio::null()).output()
+        self.command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
     }
 
     /// Runs `ip args...` inside the namespace; an error carries ip's message.
@@ -199,7 +207,15 @@ impl Topology {
             return Ok(hub.clone());
         }
         let hub = self.create("hub")?;
-        hub.ip(&["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        hub.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         hub.ip(&["link", "set", "br0", "up"])?;
         self.hub = Some(hub.clone());
         Ok(hub)
@@ -213,7 +229,18 @@ impl Topology {
         let port = format!("p{}", self.hub_ports);
         // Created inside the host and peered straight into the hub: the
         // root namespace never sees either end.
-        host.ip(&["link", "add", ifname, "type", "veth", "peer", "name", &port, "netns", hub.name()])?;
+        host.ip(&[
+            "link",
+            "add",
+            ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            hub.name(),
+        ])?;
         hub.ip(&["link", "set", &port, "master", "br0"])?;
         hub.ip(&["link", "set", &port, "up"])?;
         for address in addresses {
@@ -231,7 +258,18 @@ impl Topology {
 
     /// A direct veth link between two hosts.
     pub fn link(&mut self, a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
-        a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name()])?;
+        a.ip(&[
+            "link",
+            "add",
+            a_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            b.name(),
+        ])?;
         a.ip(&["link", "set", a_if, "up"])?;
         b.ip(&["link", "set", b_if, "up"])
     }
@@ -250,7 +288,9 @@ impl Topology {
     pub fn signal(&mut self, pid: u32, signal: Signal) -> io::Result<()> {
         let known = self.children.iter().any(|c| c.id() == pid);
         if !known {
-            return Err(io::Error::other(format!("pid {pid} was not started by this topology")));
+            return Err(io::Error::other(format!(
+                "pid {pid} was not started by this topology"
+            )));
         }
         match kill(Pid::from_raw(pid as i32), signal) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
@@ -287,7 +327,10 @@ impl Topology {
         // `ip netns exec` children may have forked: kill whatever is left
         // inside each namespace, by pid, before deleting it.
         for netns in self.namespaces.iter().rev() {
-            if let Ok(output) = Command::new("ip").args(["netns", "pids", &netns.name]).output() {
+            if let Ok(output) = Command::new("ip")
+                .args(["netns", "pids", &netns.name])
+                .output()
+            {
                 for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
                     if let Ok(pid) = pid.parse::<i32>() {
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
