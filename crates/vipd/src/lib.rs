@@ -11,4 +11,6 @@
 pub mod cli;
 pub mod config;
 pub mod lab;
+pub mod netlink;
 pub mod sys;
+pub mod vrrp;

@@ -2,6 +2,7 @@
 //! the way `haproxy -c` and Sozu's `sozu ctl` live beside their daemons.
 
 mod check;
+mod run;
 mod show;
 
 use std::path::PathBuf;
@@ -19,8 +20,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "vipd", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
+    /// Log format on stderr: `human` lines, or `json` objects (one per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +45,28 @@ pub enum Command {
     /// Inspect a cluster file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the daemon for one node of the cluster file.
+    ///
+    /// The file must pass `vipd check` (warnings are logged). A node with the
+    /// `vip` role runs its VRRP instance: it holds the VIP while master, sends
+    /// gratuitous ARP / unsolicited NA on taking over, and on SIGTERM or
+    /// SIGINT sends a priority 0 advert and removes the VIP before exiting
+    /// (a second signal exits at once). Logs go to stderr; `VIPD_LOG` sets
+    /// the level (default `info`, e.g. `VIPD_LOG=debug`).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The cluster file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// This node's name in the cluster file.
+    #[arg(short, long, value_name = "NAME")]
+    pub node: String,
+    /// The secrets file (as for `vipd check`).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -98,8 +130,23 @@ pub struct ShowArgs {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.log_format);
     match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Config(ConfigCommand::Show(args)) => show::run(&args),
+    }
+}
+
+/// Logs to stderr (journald picks it up), filtered by `VIPD_LOG`.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VIPD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

@@ -1,0 +1,278 @@
+//! The VRRP speaker on real sockets: vipd nodes in network namespaces on one
+//! bridge elect a master, hand the VIP over when it dies or stops, and take
+//! it back when it returns. Needs root (CI runs it as root).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use vipd::lab::netns::{Netns, Topology, require_root};
+
+const VIP: &str = "198.18.0.100";
+
+fn vipd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vipd")
+}
+
+/// A cluster file for two holders and one plane on `eth0`.
+fn cluster(mode: &str, version: u32, interval: &str, extra_vip: &str) -> String {
+    format!(
+        r#"[cluster]
+name = "vrrp-test"
+
+[vip]
+address = "{VIP}"
+interface = "eth0"
+vrid = 51
+version = {version}
+advert_interval = "{interval}"
+mode = "{mode}"
+{extra_vip}
+
+[plane.health]
+insecure_skip_verify = true
+
+[[nodes]]
+name = "h1"
+roles = ["vip"]
+address = "198.18.0.1"
+priority = 150
+
+[[nodes]]
+name = "h2"
+roles = ["vip"]
+address = "198.18.0.2"
+priority = 100
+
+[[nodes]]
+name = "p1"
+roles = ["plane"]
+address = "198.18.0.11"
+"#
+    )
+}
+
+struct Lab {
+    topo: Topology,
+    hosts: Vec<Netns>,
+    dir: tempfile::TempDir,
+    pids: Vec<Option<u32>>,
+}
+
+impl Lab {
+    fn new(cluster_text: &str, secrets: Option<&str>) -> Lab {
+        let mut topo = Topology::new().unwrap();
+        let mut hosts = Vec::new();
+        for (i, name) in ["h1", "h2"].iter().enumerate() {
+            let host = topo.add_host(name).unwrap();
+            topo.plug(
+                &host,
+                "eth0",
+                &[format!("198.18.0.{}/24", i + 1).parse().unwrap()],
+            )
+            .unwrap();
+            hosts.push(host);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cluster.toml"), cluster_text).unwrap();
+        if let Some(secrets) = secrets {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join("secrets.toml");
+            std::fs::write(&path, secrets).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        Lab {
+            topo,
+            hosts,
+            dir,
+            pids: vec![None, None],
+        }
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("h{}.log", i + 1))
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .unwrap();
+        let mut command = self.hosts[i].command(vipd_bin());
+        command
+            .args(["run", "-c"])
+            .arg(self.dir.path().join("cluster.toml"))
+            .args(["--node", &format!("h{}", i + 1)])
+            .env("VIPD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.pids[i] = Some(self.topo.spawn(command).unwrap());
+    }
+
+    fn signal(&mut self, i: usize, signal: Signal) {
+        self.topo.signal(self.pids[i].unwrap(), signal).unwrap();
+    }
+
+    /// Waits for the process to exit (bounded) and returns whether it did.
+    fn wait_exit(&mut self, i: usize) -> bool {
+        let pid = self.pids[i].unwrap();
+        let gone = Topology::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+            // A zombie still has /proc/PID; its state is Z.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+                .unwrap_or(true)
+        });
+        self.pids[i] = None;
+        gone
+    }
+
+    fn has_vip(&self, i: usize) -> bool {
+        has_vip(&self.hosts[i])
+    }
+
+    fn holders(&self) -> Vec<usize> {
+        (0..self.hosts.len()).filter(|&i| self.has_vip(i)).collect()
+    }
+
+    /// Waits until exactly `expected` holds the VIP; panics with the logs if not.
+    fn expect_holders(&self, expected: &[usize], within: Duration, what: &str) {
+        let ok = Topology::wait_for(within, Duration::from_millis(10), || {
+            self.holders() == expected
+        });
+        if !ok {
+            panic!(
+                "{what}: holders {:?}, expected {expected:?}\n{}",
+                self.holders(),
+                self.logs()
+            );
+        }
+    }
+
+    fn logs(&self) -> String {
+        (0..self.hosts.len())
+            .map(|i| {
+                format!(
+                    "--- h{} ---\n{}",
+                    i + 1,
+                    std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+}
+
+fn has_vip(host: &Netns) -> bool {
+    let out = host
+        .run("ip", &["-o", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/"))
+}
+
+fn failover_scenarios(
+    mode: &str,
+    version: u32,
+    interval: &str,
+    extra: &str,
+    secrets: Option<&str>,
+) {
+    let mut lab = Lab::new(&cluster(mode, version, interval, extra), secrets);
+    let generous = Duration::from_secs(10);
+    lab.start(1);
+    lab.expect_holders(
+        &[1],
+        generous,
+        "a lone backup takes over after Master_Down_Interval",
+    );
+    lab.start(0);
+    lab.expect_holders(&[0], generous, "the higher priority preempts");
+
+    // SIGKILL: the master vanishes without a word; it leaves the VIP behind
+    // (as keepalived does), the backup takes over on its own.
+    lab.signal(0, Signal::SIGKILL);
+    assert!(lab.wait_exit(0));
+    let ok = Topology::wait_for(generous, Duration::from_millis(10), || lab.has_vip(1));
+    assert!(ok, "backup takes over after SIGKILL\n{}", lab.logs());
+
+    // Restart: the stale VIP is removed at start, then h1 preempts again.
+    lab.start(0);
+    lab.expect_holders(
+        &[0],
+        generous,
+        "restarted master takes the VIP back, backup lets go",
+    );
+    assert!(
+        lab.log(0).contains("removed the VIP an earlier run left"),
+        "{}",
+        lab.log(0)
+    );
+
+    // SIGTERM: priority 0, the backup takes over at once (Skew_Time), the VIP leaves h1.
+    lab.signal(0, Signal::SIGTERM);
+    lab.expect_holders(&[1], generous, "graceful stop hands over");
+    assert!(lab.wait_exit(0), "h1 exits after SIGTERM");
+    let log = lab.log(1);
+    assert!(
+        log.contains("priority 0 from master 198.18.0.1"),
+        "the backup saw the stop advert:\n{log}"
+    );
+    assert!(
+        lab.log(0).contains("VRRP instance stopped"),
+        "{}",
+        lab.log(0)
+    );
+}
+
+#[test]
+fn vrrp_v3_multicast_failover() {
+    if !require_root("vrrp_v3_multicast_failover") {
+        return;
+    }
+    failover_scenarios("multicast", 3, "100ms", "", None);
+}
+
+#[test]
+fn vrrp_v3_unicast_failover() {
+    if !require_root("vrrp_v3_unicast_failover") {
+        return;
+    }
+    failover_scenarios("unicast", 3, "100ms", "", None);
+}
+
+#[test]
+fn vrrp_v2_pass_auth_failover() {
+    if !require_root("vrrp_v2_pass_auth_failover") {
+        return;
+    }
+    failover_scenarios(
+        "multicast",
+        2,
+        "1s",
+        "auth_pass = { secret = \"vrrp\" }",
+        Some("vrrp = \"s3cr3t\"\n"),
+    );
+}
+
+#[test]
+fn link_down_is_a_fault_and_the_backup_takes_over() {
+    if !require_root("link_down_is_a_fault_and_the_backup_takes_over") {
+        return;
+    }
+    let mut lab = Lab::new(&cluster("multicast", 3, "100ms", ""), None);
+    lab.start(0);
+    lab.start(1);
+    lab.expect_holders(&[0], Duration::from_secs(10), "h1 is master");
+    lab.hosts[0].ip(&["link", "set", "eth0", "down"]).unwrap();
+    let ok = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+        lab.has_vip(1) && !lab.has_vip(0)
+    });
+    assert!(ok, "h2 takes over, h1 drops the VIP\n{}", lab.logs());
+    assert!(lab.log(0).contains("interface down"), "{}", lab.log(0));
+    lab.hosts[0].ip(&["link", "set", "eth0", "up"]).unwrap();
+    lab.expect_holders(&[0], Duration::from_secs(10), "h1 comes back and preempts");
+}
