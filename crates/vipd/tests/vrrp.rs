@@ -6,8 +6,12 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use nix::sys::signal::Signal;
+use socket2::{Domain, Protocol, Socket, Type};
 use vipd::lab::netns::{Netns, Topology, require_root};
+use vipd_core::vrrp::{Advertisement, Auth, Centiseconds, ChecksumMode, VersionFields};
 
 const VIP: &str = "198.18.0.100";
 
@@ -62,9 +66,13 @@ struct Lab {
 
 impl Lab {
     fn new(cluster_text: &str, secrets: Option<&str>) -> Lab {
+        Self::with_hosts(cluster_text, secrets, 2)
+    }
+
+    fn with_hosts(cluster_text: &str, secrets: Option<&str>, count: usize) -> Lab {
         let mut topo = Topology::new().unwrap();
         let mut hosts = Vec::new();
-        for (i, name) in ["h1", "h2"].iter().enumerate() {
+        for (i, name) in ["h1", "h2", "h3"].iter().take(count).enumerate() {
             let host = topo.add_host(name).unwrap();
             topo.plug(
                 &host,
@@ -275,4 +283,128 @@ fn link_down_is_a_fault_and_the_backup_takes_over() {
     assert!(lab.log(0).contains("interface down"), "{}", lab.log(0));
     lab.hosts[0].ip(&["link", "set", "eth0", "up"]).unwrap();
     lab.expect_holders(&[0], Duration::from_secs(10), "h1 comes back and preempts");
+}
+
+/// A VRRP advert of VRID 51 for the VIP, as a misbehaving peer would build it.
+fn advert(
+    version: u32,
+    vrid: u8,
+    priority: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    checksum: ChecksumMode,
+) -> Vec<u8> {
+    let fields = if version == 2 {
+        VersionFields::V2 {
+            advert_interval_secs: 1,
+            auth: Auth::None,
+        }
+    } else {
+        VersionFields::V3 {
+            max_advert_interval: Centiseconds(10),
+        }
+    };
+    let advert = Advertisement {
+        vrid,
+        priority,
+        addresses: vec![VIP.parse().unwrap()],
+        fields,
+    };
+    advert
+        .encode(IpAddr::V4(src), IpAddr::V4(dst), checksum)
+        .unwrap()
+}
+
+/// Sends raw VRRP payloads from `host` to `dst` with the given TTL.
+fn send_raw(host: &Netns, dst: Ipv4Addr, ttl: u32, payloads: Vec<Vec<u8>>) {
+    host.enter(move || {
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+        socket.bind_device(Some(b"eth0")).unwrap();
+        socket.set_ttl_v4(ttl).unwrap();
+        socket.set_multicast_ttl_v4(ttl).unwrap();
+        let to = SocketAddr::new(IpAddr::V4(dst), 0).into();
+        for payload in payloads {
+            socket.send_to(&payload, &to).unwrap();
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn bad_packets_are_dropped_counted_and_never_obeyed() {
+    if !require_root("bad_packets_are_dropped_counted_and_never_obeyed") {
+        return;
+    }
+    let mut lab = Lab::new(&cluster("multicast", 3, "100ms", ""), None);
+    lab.start(0);
+    lab.expect_holders(&[0], Duration::from_secs(10), "h1 alone becomes master");
+    let group: Ipv4Addr = "224.0.0.18".parse().unwrap();
+    let h2: Ipv4Addr = "198.18.0.2".parse().unwrap();
+    let keepalived = ChecksumMode::Keepalived;
+    // Every one of these would make h1 step down if it were obeyed: priority 254.
+    let good = advert(3, 51, 254, h2, group, keepalived);
+    send_raw(&lab.hosts[1], group, 64, vec![good.clone()]);
+    let mut bad_checksum = good.clone();
+    bad_checksum[6] ^= 0xff;
+    let mut bad_type = good.clone();
+    bad_type[0] = 0x32;
+    send_raw(
+        &lab.hosts[1],
+        group,
+        255,
+        vec![
+            advert(3, 52, 254, h2, group, keepalived),
+            advert(2, 51, 254, h2, group, keepalived),
+            bad_checksum,
+            advert(3, 51, 254, h2, group, ChecksumMode::Rfc9568),
+            good[..4].to_vec(),
+            bad_type,
+            good[..good.len() - 2].to_vec(),
+        ],
+    );
+    let reasons = [
+        "ttl_not_255",
+        "wrong_vrid",
+        "wrong_version",
+        "reason=\"bad_checksum\"",
+        "bad_checksum_peer_omits_pseudo_header",
+        "too_short",
+        "bad_type",
+        "truncated",
+    ];
+    let logged = Topology::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        let log = lab.log(0);
+        reasons.iter().all(|r| log.contains(r))
+    });
+    let log = lab.log(0);
+    assert!(logged, "every drop reason is logged:\n{log}");
+    assert!(
+        log.contains("set the checksum mode to rfc9568"),
+        "the log says how to fix it:\n{log}"
+    );
+    // None of it was obeyed: h1 is still the master, and still running.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.holders(), vec![0], "{log}");
+    assert!(!log.contains("from=master"), "h1 never left master:\n{log}");
+}
+
+#[test]
+fn in_unicast_mode_only_peers_are_heard() {
+    if !require_root("in_unicast_mode_only_peers_are_heard") {
+        return;
+    }
+    let mut lab = Lab::with_hosts(&cluster("unicast", 3, "100ms", ""), None, 3);
+    lab.start(0);
+    lab.expect_holders(&[0], Duration::from_secs(10), "h1 alone becomes master");
+    // h3 is not a VIP holder: a valid, higher-priority advert from it is ignored.
+    let h1: Ipv4Addr = "198.18.0.1".parse().unwrap();
+    let h3: Ipv4Addr = "198.18.0.3".parse().unwrap();
+    let intruder = advert(3, 51, 254, h3, h1, ChecksumMode::Keepalived);
+    send_raw(&lab.hosts[2], h1, 255, vec![intruder; 3]);
+    let logged = Topology::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        lab.log(0).contains("not_a_peer")
+    });
+    assert!(logged, "{}", lab.log(0));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lab.holders(), vec![0], "{}", lab.log(0));
 }

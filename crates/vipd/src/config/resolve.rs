@@ -80,7 +80,7 @@ impl ClusterSpec {
     }
 
     pub fn checksum_mode(&self) -> ChecksumMode {
-        self.vip.checksum.unwrap_or(ChecksumMode::Rfc9568)
+        self.vip.checksum.unwrap_or(ChecksumMode::Keepalived)
     }
 
     pub fn node_interface<'a>(&'a self, node: &'a NodeSpec) -> &'a str {

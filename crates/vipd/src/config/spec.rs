@@ -73,6 +73,8 @@ pub enum VrrpMode {
 }
 
 /// The VRRPv3-over-IPv4 checksum convention (IPv6 and VRRPv2 have only one).
+/// The keepalived 2.2.7 captures in crates/vipd-core/tests/vectors/ show
+/// which is which: keepalived's default includes the pseudo-header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChecksumMode {
@@ -117,7 +119,7 @@ pub struct VipSection {
     /// VRRPv2 simple-text authentication (RFC 2338 PASS; at most 8 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_pass: Option<SecretField>,
-    /// VRRPv3 over IPv4 checksum convention. Default `rfc9568`.
+    /// VRRPv3 over IPv4 checksum convention. Default `keepalived`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<ChecksumMode>,
 }

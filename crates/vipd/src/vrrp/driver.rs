@@ -255,14 +255,14 @@ impl Driver {
         if let Err(e) = check_ttl(ttl) {
             return self
                 .drops
-                .record(e.reason(), wall, format_args!("{e} from {src}"));
+                .record(e.reason(), wall, format_args!("from {src}: {e}"));
         }
         // In unicast mode only the configured peers may speak.
         if self.config.mode == VrrpMode::Unicast && !self.config.send_to.contains(&src) {
             return self.drops.record(
                 "not_a_peer",
                 wall,
-                format_args!("advert from {src}, which is not a configured peer"),
+                format_args!("from {src}: not a configured unicast peer"),
             );
         }
         let advert = match Advertisement::decode(payload, src, dst, &self.instance.decode_options())
@@ -271,7 +271,7 @@ impl Driver {
             Err(e) => {
                 return self
                     .drops
-                    .record(e.reason(), wall, format_args!("{e} from {src}"));
+                    .record(e.reason(), wall, format_args!("from {src}: {e}"));
             }
         };
         let now = self.now();
@@ -283,7 +283,7 @@ impl Driver {
             Err(rejected) => self.drops.record(
                 rejected.reason(),
                 wall,
-                format_args!("{rejected} from {src}"),
+                format_args!("from {src}: {rejected}"),
             ),
         }
     }
