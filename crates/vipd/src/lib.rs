@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod lab;
 pub mod netlink;
 pub mod sys;

@@ -31,6 +31,12 @@ pub mod defaults {
     pub const DNS_VIP_NAME: &str = "k8s-api";
     pub const SECRETS_FILE: &str = "secrets.toml";
     pub const WIREGUARD_LISTEN_PORT: Port = Port(51820);
+    pub const ANNOUNCE_COUNT: u32 = 5;
+    pub const ANNOUNCE_INTERVAL: Interval = Interval::from_millis(10);
+    pub const ANNOUNCE_REPEAT_AFTER: Interval = Interval::from_secs(5);
+    pub const NOTIFY_TIMEOUT: Interval = Interval::from_secs(30);
+    pub const TRACK_INTERVAL: Interval = Interval::from_secs(1);
+    pub const TRACK_TIMEOUT: Interval = Interval::from_millis(500);
 }
 
 /// The whole cluster file.
@@ -122,6 +128,127 @@ pub struct VipSection {
     /// VRRPv3 over IPv4 checksum convention. Default `keepalived`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<ChecksumMode>,
+    /// Gratuitous ARP / unsolicited NA on becoming master.
+    #[serde(default)]
+    pub announce: AnnounceSection,
+    /// Commands run on state changes (keepalived's notify scripts).
+    #[serde(default)]
+    pub notify: NotifySection,
+    /// Health trackers that lower this holder's priority or fault it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track: Vec<Tracker>,
+}
+
+/// `[vip.announce]`: how a new master tells the link where the VIP is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceSection {
+    /// Frames per burst (keepalived's `garp_master_repeat`). Default 5.
+    #[serde(default = "default_announce_count")]
+    pub count: u32,
+    /// Between two frames of a burst (keepalived's `garp_interval`). Default 10ms.
+    #[serde(default = "default_announce_interval")]
+    pub interval: Interval,
+    /// A second burst this long after the first, "0s" for none
+    /// (keepalived's `garp_master_delay`). Default 5s.
+    #[serde(default = "default_announce_repeat")]
+    pub repeat_after: Interval,
+}
+
+impl Default for AnnounceSection {
+    fn default() -> Self {
+        Self {
+            count: default_announce_count(),
+            interval: default_announce_interval(),
+            repeat_after: default_announce_repeat(),
+        }
+    }
+}
+
+fn default_announce_count() -> u32 {
+    defaults::ANNOUNCE_COUNT
+}
+
+fn default_announce_interval() -> Interval {
+    defaults::ANNOUNCE_INTERVAL
+}
+
+fn default_announce_repeat() -> Interval {
+    defaults::ANNOUNCE_REPEAT_AFTER
+}
+
+/// `[vip.notify]`: a command (program and arguments, no shell) per state.
+/// Each runs with VIPD_* variables describing the change, never blocking
+/// the state machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Vec<String>>,
+    /// On a stop (the instance leaves service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Vec<String>>,
+    /// On every change, after the state's own command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<Vec<String>>,
+    /// A command still running after this long is killed. Default 30s.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Interval,
+}
+
+fn default_notify_timeout() -> Interval {
+    defaults::NOTIFY_TIMEOUT
+}
+
+/// What a tracker watches on the node itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackedCheck {
+    /// The node's own kube-apiserver, with the plane's health check
+    /// (HTTPS /readyz by default). Planes only.
+    Apiserver,
+    /// The node's own plane proxy port, with a TCP connect. Planes only.
+    Proxy,
+}
+
+/// `[[vip.track]]`: one tracker, with keepalived's weight semantics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracker {
+    pub check: TrackedCheck,
+    /// 0: the instance goes to fault while the check fails. Negative: the
+    /// priority drops by that much while it fails. Positive: the priority
+    /// rises by that much while it succeeds. Default 0.
+    #[serde(default)]
+    pub weight: i32,
+    #[serde(default = "default_track_interval")]
+    pub interval: Interval,
+    #[serde(default = "default_track_timeout")]
+    pub timeout: Interval,
+    #[serde(default = "default_track_rise")]
+    pub rise: u32,
+    #[serde(default = "default_track_fall")]
+    pub fall: u32,
+}
+
+fn default_track_interval() -> Interval {
+    defaults::TRACK_INTERVAL
+}
+
+fn default_track_timeout() -> Interval {
+    defaults::TRACK_TIMEOUT
+}
+
+fn default_track_rise() -> u32 {
+    defaults::HEALTH_RISE
+}
+
+fn default_track_fall() -> u32 {
+    defaults::HEALTH_FALL
 }
 
 fn default_vrrp_version() -> u32 {

@@ -1,0 +1,134 @@
+//! A stand-in kube-apiserver for the lab and the tests: HTTPS, answering
+//! the health endpoints the way the real one does, with a switch to make it
+//! unhealthy or unresponsive. It lives in the lab code only; the daemon
+//! never serves anything like it.
+//!
+//! - `GET /readyz`, `/livez`, `/healthz`: 200 `ok` when healthy, 500 otherwise;
+//! - `GET /version`: a JSON version document;
+//! - `GET /watch`: a long-lived response, one line every 100 ms, like a watch.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// How the stand-in behaves right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Behaviour {
+    Healthy = 0,
+    /// Health endpoints answer 500, as an apiserver that lost etcd.
+    Unhealthy = 1,
+    /// Accepts connections and never answers, as a hung process.
+    Silent = 2,
+}
+
+/// A running stand-in. Dropping it stops the server.
+#[derive(Debug)]
+pub struct StandIn {
+    pub address: SocketAddr,
+    behaviour: Arc<AtomicU8>,
+    task: JoinHandle<()>,
+}
+
+impl StandIn {
+    /// Serves on `listener` (already bound, so the caller chooses the
+    /// namespace and address) with `tls`.
+    pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>) -> std::io::Result<Self> {
+        let address = listener.local_addr()?;
+        let behaviour = Arc::new(AtomicU8::new(Behaviour::Healthy as u8));
+        let shared = Arc::clone(&behaviour);
+        let acceptor = TlsAcceptor::from(tls);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let behaviour = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        let _ = handle(tls, &behaviour).await;
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            address,
+            behaviour,
+            task,
+        })
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        self.behaviour.store(behaviour as u8, Ordering::Relaxed);
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    behaviour: &AtomicU8,
+) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || request.len() > 16 * 1024 {
+            return Ok(());
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
+    let current = behaviour.load(Ordering::Relaxed);
+    if current == Behaviour::Silent as u8 {
+        // Hold the connection open without a word until the client gives up.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return Ok(());
+    }
+    let line = String::from_utf8_lossy(&request);
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let healthy = current == Behaviour::Healthy as u8;
+    let (status, body) = match path.split('?').next().unwrap_or(path) {
+        "/readyz" | "/livez" | "/healthz" if healthy => ("200 OK", "ok".to_owned()),
+        "/readyz" | "/livez" | "/healthz" => (
+            "500 Internal Server Error",
+            "[-]etcd failed: reason withheld\nreadyz check failed".to_owned(),
+        ),
+        "/version" => (
+            "200 OK",
+            r#"{"major":"1","minor":"31","gitVersion":"v1.31.0-vipd-lab"}"#.to_owned(),
+        ),
+        "/watch" => {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await?;
+            for i in 0u64.. {
+                let line = format!("event {i}\n");
+                stream
+                    .write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes())
+                    .await?;
+                stream.flush().await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return Ok(());
+        }
+        _ => ("404 Not Found", "not found".to_owned()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
