@@ -20,6 +20,8 @@ fn ms(millis: u64) -> Timestamp {
 fn config(priority: u8) -> Config {
     Config {
         priority,
+        // Tested on its own; keeps next_timeout() about the RFC timers.
+        reannounce_after: None,
         ..Config::new(51, LOCAL, vec![VIP])
     }
 }
@@ -256,7 +258,7 @@ fn preempt_delay_holds_off_preemption_after_startup() {
     }
     // From 10 s on the adverts are discarded and the timer runs out.
     let mut t = 10_000;
-    while instance.state() == State::Backup {
+    while instance.state() == State::Backup && t < 20_000 {
         instance
             .handle_advert(ms(t), PEER_LOW, &advert(100, 100))
             .unwrap();
@@ -635,4 +637,105 @@ fn bad_configs_are_refused() {
     for (config, error) in bad {
         assert_eq!(Instance::new(config).unwrap_err(), error);
     }
+}
+
+#[test]
+fn drop_reasons_are_distinct_snake_case_labels() {
+    use vipd_core::vrrp::{ChecksumMode, DecodeError, Ipv4HeaderError, TtlNot255};
+    let checksum = |peer| DecodeError::ChecksumMismatch {
+        received: 0,
+        computed: 1,
+        peer_seems_to_use: peer,
+    };
+    let reasons = [
+        DecodeError::TooShort { len: 0 }.reason(),
+        DecodeError::BadVersion { version: 4 }.reason(),
+        DecodeError::BadType { kind: 2 }.reason(),
+        DecodeError::V2OverIpv6.reason(),
+        DecodeError::NoAddresses.reason(),
+        DecodeError::Truncated {
+            expected: 1,
+            actual: 0,
+        }
+        .reason(),
+        DecodeError::LengthMismatch {
+            expected: 0,
+            actual: 1,
+        }
+        .reason(),
+        checksum(None).reason(),
+        checksum(Some(ChecksumMode::Keepalived)).reason(),
+        checksum(Some(ChecksumMode::Rfc9568)).reason(),
+        DecodeError::ZeroAdvertInterval.reason(),
+        DecodeError::UnsupportedAuthType { auth_type: 2 }.reason(),
+        DecodeError::AuthTypeMismatch {
+            expected: 0,
+            received: 1,
+        }
+        .reason(),
+        DecodeError::BadPassword.reason(),
+        DecodeError::EndpointFamilyMismatch.reason(),
+        Ipv4HeaderError::TooShort { len: 0 }.reason(),
+        Ipv4HeaderError::BadVersion { version: 6 }.reason(),
+        Ipv4HeaderError::BadHeaderLength { ihl: 4 }.reason(),
+        Ipv4HeaderError::BadTotalLength {
+            total_len: 0,
+            received: 0,
+        }
+        .reason(),
+        Ipv4HeaderError::NotVrrp { protocol: 17 }.reason(),
+        TtlNot255 { ttl: 1 }.reason(),
+        Rejected::NotListening {
+            state: State::Fault,
+        }
+        .reason(),
+        Rejected::WrongVrid { received: 1 }.reason(),
+        Rejected::WrongVersion {
+            received: Version::V2,
+        }
+        .reason(),
+        Rejected::WrongAddressFamily.reason(),
+        Rejected::OwnAdvert.reason(),
+        Rejected::AdvertIntervalMismatch {
+            received: Duration::ZERO,
+        }
+        .reason(),
+        Rejected::AddressListMismatch.reason(),
+    ];
+    let mut unique = reasons.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        reasons.len(),
+        "duplicate label in {reasons:?}"
+    );
+    for reason in reasons {
+        assert!(
+            reason
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn a_new_master_announces_again_after_the_reannounce_delay() {
+    // keepalived's garp_master_delay: a second round 5 s after takeover.
+    let mut instance = Instance::new(Config::new(51, LOCAL, vec![VIP])).unwrap();
+    instance.startup(ms(0));
+    let became_master = instance.next_timeout().unwrap();
+    instance.handle_timeout(became_master);
+    drain(&mut instance);
+    let mut announced_at = Vec::new();
+    let mut now = became_master;
+    while now < became_master + Duration::from_secs(12) {
+        now = instance.next_timeout().unwrap();
+        instance.handle_timeout(now);
+        if drain(&mut instance).contains(&Action::SendGratuitous(VIP)) {
+            announced_at.push(now - became_master);
+        }
+    }
+    assert_eq!(announced_at, vec![Duration::from_secs(5)]);
 }

@@ -44,6 +44,11 @@ pub struct Config {
     /// hosts and switches may have learned its MAC meanwhile; keepalived's
     /// `garp_lower_prio_repeat` exists for the same reason.
     pub announce_on_lower_priority: bool,
+    /// A second round of gratuitous ARPs / NAs this long after becoming
+    /// Master (keepalived's `garp_master_delay`, 5 s by default): a switch
+    /// port still in STP learning, or a host that missed the first round,
+    /// catches up without waiting for its cache to expire. `None` disables.
+    pub reannounce_after: Option<Duration>,
 }
 
 impl Config {
@@ -62,6 +67,7 @@ impl Config {
             auth: Auth::None,
             checksum_mode: ChecksumMode::default(),
             announce_on_lower_priority: true,
+            reannounce_after: Some(Duration::from_secs(5)),
         }
     }
 
@@ -83,6 +89,11 @@ impl Config {
         }
         if self.virtual_addresses.len() > 255 {
             return Err(ConfigError::TooManyVirtualAddresses);
+        }
+        let mut sorted = self.virtual_addresses.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::DuplicateVirtualAddress);
         }
         let ipv6 = self.primary_address.is_ipv6();
         if self.virtual_addresses.iter().any(|a| a.is_ipv6() != ipv6) {
@@ -119,6 +130,7 @@ pub enum ConfigError {
     PriorityZero,
     NoVirtualAddresses,
     TooManyVirtualAddresses,
+    DuplicateVirtualAddress,
     AddressFamilyMismatch,
     V2OverIpv6,
     BadAdvertInterval,
@@ -133,6 +145,7 @@ impl fmt::Display for ConfigError {
             ConfigError::PriorityZero => "priority must be 1-255 (0 means 'master leaving')",
             ConfigError::NoVirtualAddresses => "at least one virtual address is required",
             ConfigError::TooManyVirtualAddresses => "at most 255 virtual addresses fit an advert",
+            ConfigError::DuplicateVirtualAddress => "a virtual address is listed twice",
             ConfigError::AddressFamilyMismatch => {
                 "virtual addresses must be of the primary address's family"
             }

@@ -11,6 +11,10 @@
 //! Beyond the RFC's Initialize/Backup/Master there is keepalived's Fault: the
 //! interface is down or a tracker says this node must not serve, so it
 //! neither advertises nor holds the addresses nor takes over.
+//!
+//! Names follow RFC 5798 (Master, Master_Down_Timer, ...); RFC 9568 renamed
+//! Master to "Active Router" without changing the rules, and its section
+//! numbers are the same.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -243,6 +247,9 @@ pub struct Instance {
     down_timer_cause: DownTimerCause,
     /// §6.2: Master only.
     adver_timer: Option<Timestamp>,
+    /// Master only: the second round of announcements
+    /// ([`Config::reannounce_after`]).
+    reannounce_timer: Option<Timestamp>,
     /// Preempt_Delay: lower-priority masters are accepted before this.
     preempt_allowed_from: Timestamp,
     master: Option<MasterInfo>,
@@ -265,6 +272,7 @@ impl Instance {
             master_down_timer: None,
             down_timer_cause: DownTimerCause::MasterSilent,
             adver_timer: None,
+            reannounce_timer: None,
             preempt_allowed_from: Timestamp::ZERO,
             master: None,
             sorted_addresses,
@@ -326,10 +334,14 @@ impl Instance {
 
     /// When [`Instance::handle_timeout`] must be called next.
     pub fn next_timeout(&self) -> Option<Timestamp> {
-        match (self.master_down_timer, self.adver_timer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.master_down_timer,
+            self.adver_timer,
+            self.reannounce_timer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// RFC 5798 §6.4.1: the Startup event.
@@ -356,7 +368,7 @@ impl Instance {
                 self.adver_timer = None;
                 self.send_advert(PRIORITY_STOP);
                 self.change_state(State::Initialize, Reason::Shutdown);
-                self.remove_addresses();
+                self.stop_serving();
             }
             State::Backup | State::Fault => {
                 // §6.4.2: cancel the Master_Down_Timer, go to Initialize.
@@ -389,6 +401,10 @@ impl Instance {
                 if self.adver_timer.is_some_and(|t| t <= now) {
                     self.send_advert(self.priority);
                     self.adver_timer = Some(now + self.config.advert_interval());
+                }
+                if self.reannounce_timer.is_some_and(|t| t <= now) {
+                    self.reannounce_timer = None;
+                    self.announce_addresses();
                 }
             }
             State::Initialize | State::Fault => {}
@@ -444,13 +460,12 @@ impl Instance {
             });
         }
         // §7.1: MAY verify the address list; on mismatch log, and drop
-        // unless the sender is the owner. Compared as sets: the order of the
-        // list carries no meaning. (keepalived drops even the owner's; the
+        // unless the sender is the owner. The count must match and the order
+        // carries no meaning. (keepalived drops even the owner's; the
         // RFC lets the owner win, so a misconfigured backup cannot keep the
         // owner's addresses hostage.)
         let mut addresses = advert.addresses.clone();
         addresses.sort_unstable();
-        addresses.dedup();
         if addresses != self.sorted_addresses {
             if advert.priority != PRIORITY_OWNER {
                 return Err(Rejected::AddressListMismatch);
@@ -539,7 +554,7 @@ impl Instance {
                     advert_interval: advert.advert_interval(),
                 });
                 self.change_state(State::Backup, reason);
-                self.remove_addresses();
+                self.stop_serving();
                 self.master_down_timer = Some(now + self.master_down_interval());
                 self.down_timer_cause = DownTimerCause::MasterSilent;
             }
@@ -566,6 +581,11 @@ impl Instance {
     /// the peers' §6.4.2 rules. A backup recomputes Skew_Time, and with it
     /// Master_Down_Interval, from the next advert on (§6.1 ties both to
     /// Priority).
+    ///
+    /// A lowered master is preempted only once the backup's
+    /// Master_Down_Timer runs out (it ignores lower adverts, §6.4.2). To
+    /// hand over at once, use [`Instance::set_fault`], which sends priority 0
+    /// so the backup waits only Skew_Time.
     pub fn set_priority(&mut self, _now: Timestamp, priority: u8) {
         self.priority = priority.max(1);
     }
@@ -591,7 +611,7 @@ impl Instance {
                     self.send_advert(PRIORITY_STOP);
                 }
                 self.change_state(State::Fault, Reason::Fault(reason));
-                self.remove_addresses();
+                self.stop_serving();
             }
             State::Backup => {
                 self.master_down_timer = None;
@@ -663,6 +683,7 @@ impl Instance {
         self.send_advert(self.priority);
         self.announce_addresses();
         self.adver_timer = Some(now + self.config.advert_interval());
+        self.reannounce_timer = self.config.reannounce_after.map(|delay| now + delay);
     }
 
     fn send_advert(&mut self, priority: u8) {
@@ -676,7 +697,10 @@ impl Instance {
         }
     }
 
-    fn remove_addresses(&mut self) {
+    /// Leaving Master: its timers stop and the addresses go.
+    fn stop_serving(&mut self) {
+        self.adver_timer = None;
+        self.reannounce_timer = None;
         for address in self.config.virtual_addresses.clone() {
             self.actions.push_back(Action::RemoveVip(address));
         }

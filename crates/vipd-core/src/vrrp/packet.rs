@@ -9,7 +9,7 @@
 //! # The VRRPv3-over-IPv4 checksum
 //!
 //! RFC 5798 §5.2.8 defines the checksum over the VRRP message and "a
-//! pseudo-header as defined in Section 8.1 of [RFC2460]" without saying
+//! pseudo-header as defined in Section 8.1 of \[RFC2460\]" without saying
 //! whether that applies to IPv4 too. Two readings shipped:
 //!
 //! - With an IPv4 pseudo-header (source, destination, zero, protocol 112,
@@ -401,12 +401,10 @@ impl Advertisement {
                 if advert_interval_secs == 0 {
                     return Err(DecodeError::ZeroAdvertInterval);
                 }
-                let auth_data: [u8; 8] = message[expected - V2_AUTH_DATA_LEN..]
-                    .try_into()
-                    .map_err(|_| DecodeError::Truncated {
-                        expected,
-                        actual: message.len(),
-                    })?;
+                // The length check above made the message exactly `expected`
+                // bytes, so the last eight are the authentication data.
+                let mut auth_data = [0u8; V2_AUTH_DATA_LEN];
+                auth_data.copy_from_slice(&message[expected - V2_AUTH_DATA_LEN..]);
                 let auth = match message[4] {
                     AUTH_TYPE_NONE => Auth::None,
                     AUTH_TYPE_SIMPLE => Auth::SimplePassword(auth_data),

@@ -12,10 +12,10 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use vipd_core::vrrp::packet::{MULTICAST_V4, PROTOCOL};
+use vipd_core::vrrp::packet::{MULTICAST_V4, MULTICAST_V6, PROTOCOL};
 use vipd_core::vrrp::{
     Action, Advertisement, Centiseconds, ChecksumMode, Config, FaultReason, Instance, Ipv4Header,
     Rejected, State, Timestamp, Version, check_ttl,
@@ -73,7 +73,7 @@ pub struct Link {
 
 #[derive(Debug)]
 pub struct Router {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub config: Config,
     pub instance: Instance,
     /// False once killed or shut down.
@@ -88,7 +88,11 @@ pub struct Router {
 struct InFlight {
     at: Timestamp,
     seq: u64,
+    from: usize,
     to: usize,
+    /// IPv4: the whole IP packet, as a raw socket returns it. IPv6: the VRRP
+    /// message alone (raw IPv6 sockets strip the header; the hop limit
+    /// arrives as ancillary data).
     packet: Vec<u8>,
 }
 
@@ -110,7 +114,18 @@ impl Ord for InFlight {
     }
 }
 
-pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub const VIP4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+
+/// Router `host`'s primary address: 10.0.0.host, or fe80::host over IPv6
+/// (RFC 5798 §5.1.2.1: IPv6 adverts come from the link-local address).
+pub fn host_address(ipv6: bool, host: u8) -> IpAddr {
+    if ipv6 {
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(host)))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, host))
+    }
+}
 
 pub struct Sim {
     pub now: Timestamp,
@@ -134,7 +149,7 @@ pub struct Sim {
 /// What a router is configured with in a scenario.
 #[derive(Debug, Clone, Copy)]
 pub struct RouterSpec {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub priority: u8,
     pub preempt: bool,
 }
@@ -159,13 +174,17 @@ impl Sim {
 
     /// Adds a router in Initialize; it runs once [`Sim::start`]ed.
     pub fn add_router(&mut self, spec: RouterSpec, version: Version, interval: Centiseconds) {
+        let vip = match spec.address {
+            IpAddr::V4(_) => IpAddr::V4(VIP4),
+            IpAddr::V6(_) => IpAddr::V6(VIP6),
+        };
         let config = Config {
             version,
             priority: spec.priority,
             preempt: spec.preempt,
             advert_interval: interval,
             checksum_mode: self.checksum_mode,
-            ..Config::new(51, IpAddr::V4(spec.address), vec![IpAddr::V4(VIP)])
+            ..Config::new(51, spec.address, vec![vip])
         };
         let instance = Instance::new(config.clone()).expect("valid config");
         self.routers.push(Router {
@@ -279,27 +298,31 @@ impl Sim {
 
     fn broadcast(&mut self, from: usize, advert: &Advertisement) {
         let src = self.routers[from].address;
-        let payload = advert
-            .encode(
-                IpAddr::V4(src),
-                IpAddr::V4(MULTICAST_V4),
-                self.checksum_mode,
-            )
-            .expect("encodable advert");
-        let header = Ipv4Header {
-            header_len: 20,
-            tos: 0xc0,
-            total_len: (20 + payload.len()) as u16,
-            identification: 0,
-            flags_fragment: 0,
-            ttl: 255,
-            protocol: PROTOCOL,
-            header_checksum: 0,
-            src,
-            dst: MULTICAST_V4,
+        let packet = match src {
+            IpAddr::V4(src4) => {
+                let payload = advert
+                    .encode(src, IpAddr::V4(MULTICAST_V4), self.checksum_mode)
+                    .expect("encodable advert");
+                let header = Ipv4Header {
+                    header_len: 20,
+                    tos: 0xc0,
+                    total_len: (20 + payload.len()) as u16,
+                    identification: 0,
+                    flags_fragment: 0,
+                    ttl: 255,
+                    protocol: PROTOCOL,
+                    header_checksum: 0,
+                    src: src4,
+                    dst: MULTICAST_V4,
+                };
+                let mut packet = header.encode().to_vec();
+                packet.extend_from_slice(&payload);
+                packet
+            }
+            IpAddr::V6(_) => advert
+                .encode(src, IpAddr::V6(MULTICAST_V6), self.checksum_mode)
+                .expect("encodable advert"),
         };
-        let mut packet = header.encode().to_vec();
-        packet.extend_from_slice(&payload);
         self.log(|| format!("r{from} sends priority {}", advert.priority));
         for to in 0..self.routers.len() {
             if to == from || self.routers[to].component != self.routers[from].component {
@@ -316,32 +339,35 @@ impl Sim {
             self.in_flight.push(InFlight {
                 at,
                 seq: self.seq,
+                from,
                 to,
                 packet: packet.clone(),
             });
         }
     }
 
-    fn deliver(&mut self, to: usize, packet: &[u8]) {
+    fn deliver(&mut self, from: usize, to: usize, packet: &[u8]) {
         if !self.routers[to].alive {
             return;
         }
-        // The receive path of the IO shell.
-        let (header, payload) = match Ipv4Header::parse(packet) {
-            Ok(parsed) => parsed,
-            Err(e) => return self.violate(format!("r{to} IPv4 header: {e}")),
-        };
         // A partition that formed while the packet was in flight drops it.
-        let from = self.routers.iter().position(|r| r.address == header.src);
-        if let Some(from) = from
-            && self.routers[from].component != self.routers[to].component
-        {
+        if self.routers[from].component != self.routers[to].component {
             return;
         }
-        if let Err(e) = check_ttl(header.ttl) {
+        // The receive path of the IO shell.
+        let (src, dst, hop_limit, payload) = match self.routers[from].address {
+            IpAddr::V4(_) => match Ipv4Header::parse(packet) {
+                Ok((h, payload)) => (IpAddr::V4(h.src), IpAddr::V4(h.dst), h.ttl, payload),
+                Err(e) => return self.violate(format!("r{to} IPv4 header: {e}")),
+            },
+            IpAddr::V6(_) => {
+                let src = self.routers[from].address;
+                (src, IpAddr::V6(MULTICAST_V6), 255, packet)
+            }
+        };
+        if let Err(e) = check_ttl(hop_limit) {
             return self.violate(format!("r{to}: {e}"));
         }
-        let (src, dst) = (IpAddr::V4(header.src), IpAddr::V4(header.dst));
         let options = self.routers[to].instance.decode_options();
         let advert = match Advertisement::decode(payload, src, dst, &options) {
             Ok(advert) => advert,
@@ -396,7 +422,7 @@ impl Sim {
             // fixed order keeps runs reproducible.
             if self.in_flight.peek().is_some_and(|p| p.at <= self.now) {
                 let packet = self.in_flight.pop().expect("peeked");
-                self.deliver(packet.to, &packet.packet);
+                self.deliver(packet.from, packet.to, &packet.packet);
             } else {
                 for i in 0..self.routers.len() {
                     let router = &mut self.routers[i];

@@ -47,7 +47,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let secrets = checked.secrets.as_ref().and_then(|s| s.secrets());
-    let driver_config = match DriverConfig::from_plan(vrrp, plan.address, secrets) {
+    let driver_config = match DriverConfig::from_plan(&plan, vrrp, secrets) {
         Ok(config) => config,
         Err(e) => {
             error!("cannot configure VRRP: {e:#}");

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::spec::{
-    CheckKind, ChecksumMode, ClusterSpec, Datapath, NodeSpec, PlaneSettings, Role, VrrpMode,
-    defaults,
+    AnnounceSection, CheckKind, ChecksumMode, ClusterSpec, Datapath, NodeSpec, NotifySection,
+    PlaneSettings, Role, TrackedCheck, VrrpMode, defaults,
 };
 use super::values::{Interval, Port};
 
@@ -234,7 +234,54 @@ impl ClusterSpec {
                 .as_ref()
                 .and_then(|s| s.name().map(str::to_owned)),
             checksum: (self.vip.version == 3 && v4).then(|| self.checksum_mode()),
+            announce: self.vip.announce.clone(),
+            notify: self.vip.notify.clone(),
+            trackers: self.trackers_of(node),
         }
+    }
+
+    /// The trackers that apply to `node`: they watch a plane's own
+    /// apiserver or proxy, so they apply to holders that are planes.
+    pub fn trackers_of(&self, node: &NodeSpec) -> Vec<TrackerPlan> {
+        if !node.has_role(Role::Plane) {
+            return Vec::new();
+        }
+        let ports = self.plane_ports(node);
+        self.vip
+            .track
+            .iter()
+            .map(|tracker| {
+                let (target, check) = match tracker.check {
+                    TrackedCheck::Apiserver => (
+                        SocketAddr::new(node.address, ports.apiserver_port.get()),
+                        ports.health.clone(),
+                    ),
+                    TrackedCheck::Proxy => (
+                        SocketAddr::new(node.address, ports.proxy_port.get()),
+                        HealthCheck {
+                            kind: CheckKind::Tcp,
+                            path: None,
+                            ca_file: None,
+                            insecure_skip_verify: false,
+                            server_name: None,
+                            ..ports.health.clone()
+                        },
+                    ),
+                };
+                TrackerPlan {
+                    check: tracker.check,
+                    weight: tracker.weight,
+                    target,
+                    probe: HealthCheck {
+                        interval: tracker.interval,
+                        timeout: tracker.timeout,
+                        rise: tracker.rise,
+                        fall: tracker.fall,
+                        ..check
+                    },
+                }
+            })
+            .collect()
     }
 
     fn wireguard_plan(&self, node: &NodeSpec) -> Option<WireguardPlan> {
@@ -305,6 +352,22 @@ pub struct VrrpPlan {
     /// Only for VRRPv3 over IPv4, the one case with two conventions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<ChecksumMode>,
+    pub announce: AnnounceSection,
+    pub notify: NotifySection,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trackers: Vec<TrackerPlan>,
+}
+
+/// A tracker as one node runs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackerPlan {
+    pub check: TrackedCheck,
+    /// keepalived's semantics: 0 faults, negative lowers on failure,
+    /// positive raises on success.
+    pub weight: i32,
+    pub target: SocketAddr,
+    /// How it is probed: the tracker's interval, timeout, rise and fall.
+    pub probe: HealthCheck,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -249,6 +249,107 @@ pub fn check(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
     health_checks(ctx, out);
     secrets(ctx, out);
     wireguard(ctx, out);
+    notify(ctx, out);
+    trackers(ctx, out);
+}
+
+fn notify(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
+    let n = &ctx.spec.vip.notify;
+    let hooks = [
+        ("master", &n.master),
+        ("backup", &n.backup),
+        ("fault", &n.fault),
+        ("stop", &n.stop),
+        ("any", &n.any),
+    ];
+    for (name, command) in hooks {
+        let Some(command) = command else { continue };
+        let path = format!("vip.notify.{name}");
+        match command.first() {
+            None => out.push(
+                Diagnostic::error("notify-command", path, format!("notify.{name} is an empty command"))
+                    .help("give the program and its arguments: [\"/usr/local/bin/on-vip\", \"master\"], or remove it"),
+            ),
+            Some(program) if !program.starts_with('/') => out.push(
+                Diagnostic::warning(
+                    "notify-command",
+                    path,
+                    format!("notify.{name} runs \"{program}\" by a relative name; services get a minimal PATH"),
+                )
+                .help("use the program's absolute path"),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn trackers(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
+    let holders_not_planes: Vec<&str> = ctx
+        .spec
+        .nodes_with(Role::Vip)
+        .filter(|n| !n.has_role(Role::Plane))
+        .map(|n| n.name.as_str())
+        .collect();
+    for (i, tracker) in ctx.spec.vip.track.iter().enumerate() {
+        let path = format!("vip.track[{i}]");
+        if !(-253..=253).contains(&tracker.weight) {
+            out.push(
+                Diagnostic::error(
+                    "track-weight",
+                    format!("{path}.weight"),
+                    format!("tracker weight {} is outside -253..=253", tracker.weight),
+                )
+                .help("use 0 to fault the holder while the check fails, or a weight from -253 to 253 to move its priority"),
+            );
+        }
+        if tracker.rise == 0 || tracker.fall == 0 {
+            let field = if tracker.rise == 0 { "rise" } else { "fall" };
+            out.push(
+                Diagnostic::error(
+                    "health-thresholds",
+                    format!("{path}.{field}"),
+                    format!("tracker {field} is 0"),
+                )
+                .help("rise and fall count consecutive results and must be at least 1"),
+            );
+        }
+        if tracker.interval.get().is_zero() {
+            out.push(
+                Diagnostic::error(
+                    "health-thresholds",
+                    format!("{path}.interval"),
+                    "tracker interval is 0",
+                )
+                .help("use an interval like \"1s\""),
+            );
+        } else if tracker.timeout >= tracker.interval {
+            out.push(
+                Diagnostic::warning(
+                    "health-timeout",
+                    format!("{path}.timeout"),
+                    format!(
+                        "tracker timeout {} is not shorter than its interval {}",
+                        tracker.timeout, tracker.interval
+                    ),
+                )
+                .help("make the timeout shorter than the interval"),
+            );
+        }
+        if !holders_not_planes.is_empty() {
+            out.push(
+                Diagnostic::warning(
+                    "track-not-applicable",
+                    format!("{path}.check"),
+                    format!(
+                        "this tracker watches the holder's own kube-apiserver or proxy; it is ignored on {}, which {}",
+                        holders_not_planes.join(", "),
+                        if holders_not_planes.len() == 1 { "is not a plane" } else { "are not planes" }
+                    ),
+                )
+                .help("trackers suit the stacked topology, where every VIP holder is also a plane"),
+            );
+        }
+    }
 }
 
 /// RFC 1123 host name label: what a node name must be to serve as a hostname.

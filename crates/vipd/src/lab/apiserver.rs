@@ -69,6 +69,21 @@ impl StandIn {
     pub fn set(&self, behaviour: Behaviour) {
         self.behaviour.store(behaviour as u8, Ordering::Relaxed);
     }
+
+    /// A handle that switches the behaviour from another thread.
+    pub fn switch(&self) -> Switch {
+        Switch(Arc::clone(&self.behaviour))
+    }
+}
+
+/// Switches a running stand-in's behaviour; cheap to clone, usable anywhere.
+#[derive(Debug, Clone)]
+pub struct Switch(Arc<AtomicU8>);
+
+impl Switch {
+    pub fn set(&self, behaviour: Behaviour) {
+        self.0.store(behaviour as u8, Ordering::Relaxed);
+    }
 }
 
 impl Drop for StandIn {

@@ -152,6 +152,23 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Starts a thread that enters this namespace and runs `f` there; for
+    /// servers that live as long as a test. The thread must end by itself
+    /// (give `f` a way to be told to stop).
+    pub fn spawn_thread<F, R>(&self, f: F) -> io::Result<std::thread::JoinHandle<io::Result<R>>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let file = std::fs::File::open(format!("/run/netns/{}", self.name))?;
+        Ok(std::thread::spawn(move || {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            Ok(f())
+        }))
+    }
+}
+
 /// A set of namespaces, links and processes, all removed on drop.
 #[derive(Debug)]
 pub struct Topology {

@@ -22,51 +22,48 @@ use vipd_core::vrrp::{
 use super::counters::DropCounters;
 use super::socket::{Datagram, VrrpSocket};
 use crate::config::Secrets;
-use crate::config::resolve::VrrpPlan;
-use crate::config::spec::{self, VrrpMode};
+use crate::config::resolve::{NodePlan, TrackerPlan, VrrpPlan};
+use crate::config::spec::{self, CheckKind, NotifySection, VrrpMode};
+use crate::health::checker::{self, Check, HealthEvent};
+use crate::health::probe::{HttpsProbe, Probe};
 use crate::netlink::{Link, LinkEvents, Netlink};
+use vipd_core::health::{Health, Thresholds};
 
-/// Gratuitous ARP / unsolicited NA on becoming master.
+/// One burst of gratuitous ARP / unsolicited NA. The instance asks for a
+/// burst on becoming master and again `announce.repeat_after` later
+/// (`Config::reannounce_after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnnounceSettings {
     /// Frames per burst.
     pub count: u32,
     /// Between two frames of a burst.
     pub interval: Duration,
-    /// A second burst this long after the first (zero: none), for switches
-    /// and hosts that missed the first (keepalived's `garp_master_delay`).
-    pub repeat_after: Duration,
-}
-
-impl Default for AnnounceSettings {
-    fn default() -> Self {
-        Self {
-            count: 5,
-            interval: Duration::from_millis(10),
-            repeat_after: Duration::from_secs(5),
-        }
-    }
 }
 
 /// Everything the driver needs, resolved from the cluster file.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
+    pub cluster: String,
+    pub node: String,
     pub interface: String,
     pub prefix: u8,
     pub mode: VrrpMode,
     /// Multicast: the group. Unicast: every peer.
     pub send_to: Vec<IpAddr>,
     pub announce: AnnounceSettings,
+    pub notify: NotifySection,
+    pub trackers: Vec<TrackerPlan>,
     pub core: Config,
 }
 
 impl DriverConfig {
     /// Builds the driver's configuration from a node's VRRP plan.
     pub fn from_plan(
+        node: &NodePlan,
         plan: &VrrpPlan,
-        node_address: IpAddr,
         secrets: Option<&Secrets>,
     ) -> anyhow::Result<Self> {
+        let node_address = node.address;
         let vrid = u8::try_from(plan.vrid).context("VRID outside 1..=255")?;
         let priority = u8::try_from(plan.priority).context("priority outside 1..=255")?;
         let version = match plan.version {
@@ -96,13 +93,22 @@ impl DriverConfig {
             Some(spec::ChecksumMode::Rfc9568) => ChecksumMode::Rfc9568,
             Some(spec::ChecksumMode::Keepalived) | None => ChecksumMode::Keepalived,
         };
+        let repeat = plan.announce.repeat_after.get();
+        core.reannounce_after = (!repeat.is_zero()).then_some(repeat);
         core.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
+            cluster: node.cluster.clone(),
+            node: node.node.clone(),
             interface: plan.interface.clone(),
             prefix: plan.vip.prefix_len(),
             mode: plan.mode,
             send_to: plan.send_to.clone(),
-            announce: AnnounceSettings::default(),
+            announce: AnnounceSettings {
+                count: plan.announce.count,
+                interval: plan.announce.interval.get(),
+            },
+            notify: plan.notify.clone(),
+            trackers: plan.trackers.clone(),
             core,
         })
     }
@@ -128,6 +134,46 @@ struct Driver {
     announce_generation: Arc<AtomicU64>,
     warned_no_arp: bool,
     status: watch::Sender<Status>,
+    /// Tracker states, in `config.trackers` order.
+    tracker_health: Vec<Health>,
+    /// What was last handed to the instance, to hand over changes only.
+    applied_priority: u8,
+    applied_fault: Option<FaultReason>,
+    hooks: tokio::task::JoinSet<()>,
+}
+
+/// The probe a tracker runs.
+fn tracker_probe(tracker: &TrackerPlan) -> anyhow::Result<Probe> {
+    let check = &tracker.probe;
+    Ok(match check.kind {
+        CheckKind::Tcp => Probe::Tcp(tracker.target),
+        CheckKind::Https => {
+            let ca = if check.insecure_skip_verify {
+                None
+            } else {
+                check.ca_file.as_deref()
+            };
+            let name = check
+                .server_name
+                .clone()
+                .unwrap_or_else(|| tracker.target.ip().to_string());
+            Probe::Https(HttpsProbe {
+                address: tracker.target,
+                path: check.path.clone().unwrap_or_else(|| "/readyz".to_owned()),
+                server_name: rustls_pki_types::ServerName::try_from(name.clone())
+                    .with_context(|| format!("tracker server name \"{name}\""))?,
+                tls: crate::health::tls::client_config(ca)?,
+            })
+        }
+    })
+}
+
+fn tracker_name(tracker: &TrackerPlan) -> String {
+    let check = match tracker.check {
+        spec::TrackedCheck::Apiserver => "apiserver",
+        spec::TrackedCheck::Proxy => "proxy",
+    };
+    format!("{check} {}", tracker.target)
 }
 
 /// Runs one VRRP instance until `stop` turns true; then sends priority 0
@@ -157,6 +203,20 @@ pub async fn run(
     )
     .with_context(|| format!("opening the VRRP socket on {}", link.name))?;
     let mut link_events = LinkEvents::subscribe()?;
+    let (health_tx, mut health_events) = tokio::sync::mpsc::unbounded_channel::<HealthEvent>();
+    for (index, tracker) in config.trackers.iter().enumerate() {
+        let check = Check {
+            name: format!("tracker {}", tracker_name(tracker)),
+            probe: tracker_probe(tracker)?,
+            interval: tracker.probe.interval.get(),
+            timeout: tracker.probe.timeout.get(),
+            thresholds: Thresholds::new(tracker.probe.rise, tracker.probe.fall),
+            // A tracker claims no health it has not seen.
+            initial: Health::Down,
+        };
+        checker::spawn(index, check, health_tx.clone());
+    }
+    drop(health_tx);
     let instance = Instance::new(config.core.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     info!(
         vrid = config.core.vrid,
@@ -179,12 +239,18 @@ pub async fn run(
         announce_generation: Arc::new(AtomicU64::new(0)),
         warned_no_arp: false,
         status,
+        tracker_health: Vec::new(),
+        applied_priority: 0,
+        applied_fault: None,
+        hooks: tokio::task::JoinSet::new(),
     };
-    if !driver.link.usable() {
-        let now = driver.now();
-        driver.instance.set_fault(now, FaultReason::InterfaceDown);
-    }
+    driver.tracker_health = vec![Health::Down; driver.config.trackers.len()];
+    driver.applied_priority = driver.config.core.priority;
     let now = driver.now();
+    driver.reassess(now);
+    if let Some(fault) = &driver.applied_fault {
+        info!(%fault, "starting in fault until it clears");
+    }
     driver.instance.startup(now);
     driver.carry_out().await;
 
@@ -197,6 +263,7 @@ pub async fn run(
                 let now = driver.now();
                 driver.instance.shutdown(now);
                 driver.carry_out().await;
+                driver.finish_hooks().await;
                 info!("VRRP instance stopped");
                 return Ok(());
             }
@@ -209,6 +276,8 @@ pub async fn run(
                 Err(e) => warn!(error = %e, "reading the VRRP socket"),
             },
             Some(link) = link_events.next() => driver.link_changed(link),
+            Some(event) = health_events.recv() => driver.tracker_changed(event),
+            Some(_) = driver.hooks.join_next(), if !driver.hooks.is_empty() => {}
         }
         driver.carry_out().await;
     }
@@ -293,16 +362,131 @@ impl Driver {
             return;
         }
         let was_usable = self.link.usable();
-        let usable = link.usable();
         self.link = link;
-        let now = self.now();
-        if was_usable && !usable {
-            warn!(interface = %self.link.name, "interface down: VRRP goes to fault");
-            self.instance.set_fault(now, FaultReason::InterfaceDown);
-        } else if !was_usable && usable {
-            info!(interface = %self.link.name, "interface up again");
-            self.instance.clear_fault(now);
+        if was_usable != self.link.usable() {
+            match self.link.usable() {
+                true => info!(interface = %self.link.name, "interface up again"),
+                false => warn!(interface = %self.link.name, "interface down"),
+            }
+            let now = self.now();
+            self.reassess(now);
         }
+    }
+
+    fn tracker_changed(&mut self, event: HealthEvent) {
+        if let Some(health) = self.tracker_health.get_mut(event.index) {
+            *health = event.health;
+            let now = self.now();
+            self.reassess(now);
+        }
+    }
+
+    /// Derives the priority and the fault from the link and the trackers
+    /// (keepalived's weights: 0 faults, negative lowers on failure, positive
+    /// raises on success) and hands the instance what changed.
+    fn reassess(&mut self, now: Timestamp) {
+        let base = self.config.core.priority;
+        let mut priority = i32::from(base);
+        let mut failing_fault_tracker = None;
+        let mut why = Vec::new();
+        for (tracker, health) in self.config.trackers.iter().zip(&self.tracker_health) {
+            match (tracker.weight, health) {
+                (0, Health::Down) => {
+                    failing_fault_tracker.get_or_insert_with(|| tracker_name(tracker));
+                }
+                (weight, Health::Down) if weight < 0 => {
+                    priority += weight;
+                    why.push(format!("{} down ({weight})", tracker_name(tracker)));
+                }
+                (weight, Health::Up) if weight > 0 => {
+                    priority += weight;
+                    why.push(format!("{} up (+{weight})", tracker_name(tracker)));
+                }
+                _ => {}
+            }
+        }
+        // The owner keeps 255; everyone else stays a valid backup priority.
+        let priority = if base == 255 {
+            255
+        } else {
+            priority.clamp(1, 254) as u8
+        };
+        if priority != self.applied_priority {
+            info!(priority, base, because = %why.join(", "), "effective priority changed");
+            self.instance.set_priority(now, priority);
+            self.applied_priority = priority;
+        }
+        let fault = if !self.link.usable() {
+            Some(FaultReason::InterfaceDown)
+        } else {
+            failing_fault_tracker.map(FaultReason::Tracker)
+        };
+        match (&self.applied_fault, &fault) {
+            (None, Some(reason)) => self.instance.set_fault(now, reason.clone()),
+            (Some(_), None) => self.instance.clear_fault(now),
+            _ => {}
+        }
+        self.applied_fault = fault;
+    }
+
+    /// Runs the notify commands for a state change, without waiting for them.
+    fn notify(&mut self, from: State, to: State, reason: &str) {
+        let notify = &self.config.notify;
+        let own = match to {
+            State::Master => &notify.master,
+            State::Backup => &notify.backup,
+            State::Fault => &notify.fault,
+            State::Initialize => &notify.stop,
+        };
+        let state = match to {
+            State::Initialize => "stop".to_owned(),
+            other => other.to_string(),
+        };
+        let vip = self.config.core.virtual_addresses[0].to_string();
+        let env = [
+            ("VIPD_STATE", state),
+            ("VIPD_PREVIOUS_STATE", from.to_string()),
+            ("VIPD_REASON", reason.to_owned()),
+            ("VIPD_VIP", vip),
+            ("VIPD_VRID", self.config.core.vrid.to_string()),
+            ("VIPD_PRIORITY", self.applied_priority.to_string()),
+            ("VIPD_INTERFACE", self.config.interface.clone()),
+            ("VIPD_NODE", self.config.node.clone()),
+            ("VIPD_CLUSTER", self.config.cluster.clone()),
+        ];
+        let timeout = notify.timeout.get();
+        for command in [own, &notify.any].into_iter().flatten() {
+            let Some((program, args)) = command.split_first() else {
+                continue;
+            };
+            let mut child = tokio::process::Command::new(program);
+            child
+                .args(args)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .kill_on_drop(true);
+            let shown = command.join(" ");
+            match child.spawn() {
+                Ok(mut child) => {
+                    self.hooks.spawn(async move {
+                        match tokio::time::timeout(timeout, child.wait()).await {
+                            Ok(Ok(status)) if status.success() => debug!(command = %shown, "notify command done"),
+                            Ok(Ok(status)) => warn!(command = %shown, %status, "notify command failed"),
+                            Ok(Err(e)) => warn!(command = %shown, error = %e, "notify command"),
+                            Err(_) => {
+                                warn!(command = %shown, ?timeout, "notify command timed out: killed");
+                                let _ = child.kill().await;
+                            }
+                        }
+                    });
+                }
+                Err(e) => warn!(command = %shown, error = %e, "cannot run notify command"),
+            }
+        }
+    }
+
+    /// Waits for running notify commands (each bounded by its timeout).
+    async fn finish_hooks(&mut self) {
+        while self.hooks.join_next().await.is_some() {}
     }
 
     /// Carries out the instance's actions, in order.
@@ -311,6 +495,7 @@ impl Driver {
             match action {
                 Action::StateChanged { from, to, reason } => {
                     info!(vrid = self.config.core.vrid, %from, %to, %reason, "VRRP state changed");
+                    self.notify(from, to, &reason.to_string());
                     if from == State::Master {
                         self.announce_generation.fetch_add(1, Ordering::Relaxed);
                     }
@@ -376,7 +561,13 @@ impl Driver {
             return;
         };
         let frame: Vec<u8> = match (vip, self.config.core.primary_address) {
-            (IpAddr::V4(vip), _) => gratuitous_arp(MacAddr(mac), vip).to_vec(),
+            (IpAddr::V4(vip), _) => {
+                // Ethernet's minimum frame is 60 bytes before the FCS; an
+                // AF_PACKET socket sends what it is given, so pad here.
+                let mut frame = gratuitous_arp(MacAddr(mac), vip).to_vec();
+                frame.resize(60, 0);
+                frame
+            }
             (IpAddr::V6(vip), IpAddr::V6(source)) => {
                 unsolicited_na_frame(source, vip, MacAddr(mac), NaFlags::SERVICE_ADDRESS).to_vec()
             }
@@ -393,29 +584,19 @@ impl Driver {
         let generation = Arc::clone(&self.announce_generation);
         let started = generation.load(Ordering::Relaxed);
         tokio::spawn(async move {
-            let bursts = if settings.repeat_after.is_zero() {
-                1
-            } else {
-                2
-            };
-            for burst in 0..bursts {
-                if burst == 1 {
-                    tokio::time::sleep(settings.repeat_after).await;
+            for i in 0..settings.count {
+                if generation.load(Ordering::Relaxed) != started {
+                    return; // no longer master
                 }
-                for i in 0..settings.count {
-                    if generation.load(Ordering::Relaxed) != started {
-                        return; // no longer master
-                    }
-                    if i > 0 {
-                        tokio::time::sleep(settings.interval).await;
-                    }
-                    if let Err(e) = socket.send(&frame) {
-                        warn!(%vip, error = %e, "gratuitous announcement failed");
-                        return;
-                    }
+                if i > 0 {
+                    tokio::time::sleep(settings.interval).await;
+                }
+                if let Err(e) = socket.send(&frame) {
+                    warn!(%vip, error = %e, "gratuitous announcement failed");
+                    return;
                 }
             }
-            debug!(%vip, "gratuitous announcements sent");
+            debug!(%vip, count = settings.count, "gratuitous announcements sent");
         });
     }
 }
