@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # iproute2 and nftables for the namespace tests and the datapath; keepalived
 # and haproxy are the peers vipd is tested and measured against.
-ensure_packages ca-certificates gcc libc6-dev iproute2 nftables keepalived haproxy procps
+ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps
 ensure_rust
 
 log "cargo fmt --check"
@@ -17,3 +17,12 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 log "cargo test"
 cargo test --workspace --locked
+
+# A short fuzz run of the VRRP decoder: whatever reaches the socket must
+# never panic (fuzz/fuzz_targets). 20 s is some 20 million inputs here.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  log "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi
+log "cargo fuzz: vrrp_decode for 20 s"
+(cd fuzz && cargo fuzz run vrrp_decode --sanitizer none -- -max_total_time=20 -print_final_stats=1 2>&1 | tail -n 3)
