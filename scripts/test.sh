@@ -15,14 +15,19 @@ log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
-log "cargo test"
-cargo test --workspace --locked
-
-# A short fuzz run of the VRRP decoder: whatever reaches the socket must
+# A short fuzz run of the VRRP decoders: whatever reaches the socket must
 # never panic (fuzz/fuzz_targets). 20 s is some 20 million inputs here.
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   log "installing cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
 fi
 log "cargo fuzz: vrrp_decode for 20 s"
-(cd fuzz && cargo fuzz run vrrp_decode --sanitizer none -- -max_total_time=20 -print_final_stats=1 2>&1 | tail -n 3)
+fuzz_log=$(mktemp)
+if ! (cd fuzz && cargo fuzz run vrrp_decode --sanitizer none -- -max_total_time=20 >"$fuzz_log" 2>&1); then
+  cat "$fuzz_log"; rm -f "$fuzz_log"; exit 1
+fi
+grep -E '^Done|DONE' "$fuzz_log" | tail -n 1; rm -f "$fuzz_log"
+
+log "cargo test"
+cargo test --workspace --locked
+
