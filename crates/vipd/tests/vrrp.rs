@@ -408,3 +408,85 @@ fn in_unicast_mode_only_peers_are_heard() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(lab.holders(), vec![0], "{}", lab.log(0));
 }
+
+#[test]
+fn vrrp_v3_ipv6_failover() {
+    if !require_root("vrrp_v3_ipv6_failover") {
+        return;
+    }
+    let vip6 = "2001:db8::100";
+    let text = cluster("multicast", 3, "100ms", "")
+        .replace(VIP, vip6)
+        .replace("\"198.18.0.1\"", "\"2001:db8::1\"")
+        .replace("\"198.18.0.2\"", "\"2001:db8::2\"")
+        .replace("\"198.18.0.11\"", "\"2001:db8::11\"");
+    let mut topo = Topology::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.toml"), &text).unwrap();
+    let mut hosts = Vec::new();
+    let mut pids = Vec::new();
+    for i in 1..=2 {
+        let host = topo.add_host(&format!("h{i}")).unwrap();
+        topo.plug(
+            &host,
+            "eth0",
+            &[format!("2001:db8::{i}/64").parse().unwrap()],
+        )
+        .unwrap();
+        hosts.push(host);
+    }
+    let logs: Vec<PathBuf> = (1..=2)
+        .map(|i| dir.path().join(format!("h{i}.log")))
+        .collect();
+    for (i, host) in hosts.iter().enumerate() {
+        let mut command = host.command(vipd_bin());
+        command
+            .args(["run", "-c"])
+            .arg(dir.path().join("cluster.toml"))
+            .args(["--node", &format!("h{}", i + 1)])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&logs[i]).unwrap());
+        pids.push(topo.spawn(command).unwrap());
+    }
+    let holds = |host: &Netns| {
+        let out = host
+            .run("ip", &["-o", "-6", "addr", "show", "dev", "eth0"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("inet6 {vip6}/"))
+    };
+    let dump = || {
+        logs.iter()
+            .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let ok = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+        holds(&hosts[0]) && !holds(&hosts[1])
+    });
+    assert!(ok, "h1 is master over IPv6\n{}", dump());
+    // The VIP is usable at once: added without duplicate address detection.
+    let out = hosts[0]
+        .run("ip", &["-o", "-6", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let vip_line = out
+        .lines()
+        .find(|l| l.contains(&format!("inet6 {vip6}/")))
+        .unwrap();
+    assert!(
+        vip_line.contains("nodad") && !vip_line.contains("tentative"),
+        "{vip_line}"
+    );
+    topo.signal(pids[0], Signal::SIGTERM).unwrap();
+    let ok = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+        holds(&hosts[1]) && !holds(&hosts[0])
+    });
+    assert!(ok, "h2 takes over after h1 stops\n{}", dump());
+    assert!(
+        std::fs::read_to_string(&logs[1])
+            .unwrap()
+            .contains("priority 0 from master 2001:db8::1"),
+        "{}",
+        dump()
+    );
+}

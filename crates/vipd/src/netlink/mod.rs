@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage};
 use rtnetlink::{Handle, MulticastGroup};
 
@@ -117,13 +117,17 @@ impl Netlink {
         address: IpAddr,
         prefix: u8,
     ) -> Result<bool, NetlinkError> {
-        match self
-            .handle
-            .address()
-            .add(index, address, prefix)
-            .execute()
-            .await
-        {
+        let mut request = self.handle.address().add(index, address, prefix);
+        if address.is_ipv6() {
+            // A VIP must answer at once after a takeover: no duplicate
+            // address detection (VRRP itself decides who holds it).
+            let message = request.message_mut();
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match request.execute().await {
             Ok(()) => Ok(true),
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -EEXIST => Ok(false),
             Err(source) => Err(NetlinkError::Request {
