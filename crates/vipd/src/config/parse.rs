@@ -14,8 +14,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diag::{Diagnostic, SourceFile};
 use super::spec::{
-    ApiSection, ClusterSection, ClusterSpec, DnsSection, MeshSection, NodeSpec, PlaneSettings,
-    VipSection,
+    ApiSection, ClusterSection, ClusterSpec, DnsSection, FirewallSection, MeshSection, NodeSpec,
+    PlaneSettings, VipSection,
 };
 
 /// What parsing produced.
@@ -35,7 +35,9 @@ pub struct Parsed {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-const SECTIONS: &[&str] = &["cluster", "vip", "api", "plane", "mesh", "dns", "nodes"];
+const SECTIONS: &[&str] = &[
+    "cluster", "vip", "api", "plane", "mesh", "dns", "firewall", "nodes",
+];
 
 /// Parses `source` and records its config paths for later diagnostics.
 pub fn parse(source: &mut SourceFile) -> Parsed {
@@ -106,6 +108,7 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
     let plane_value = section("plane", false, &mut diagnostics);
     let mesh_value = section("mesh", false, &mut diagnostics);
     let dns_value = section("dns", false, &mut diagnostics);
+    let firewall_value = section("firewall", false, &mut diagnostics);
 
     let cluster: Option<ClusterSection> = decode(
         cluster_value,
@@ -121,6 +124,8 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
     let mesh: Option<MeshSection> =
         decode(mesh_value, "mesh", source, &mut diagnostics, &mut failed);
     let dns: Option<DnsSection> = decode(dns_value, "dns", source, &mut diagnostics, &mut failed);
+    let firewall: Option<FirewallSection> =
+        decode(firewall_value, "firewall", source, &mut diagnostics, &mut failed);
 
     let mut nodes = Vec::new();
     let mut node_indices = Vec::new();
@@ -168,6 +173,7 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
             plane: plane.unwrap_or_default(),
             mesh,
             dns: dns.unwrap_or_default(),
+            firewall: firewall.unwrap_or_default(),
             nodes,
         }),
         _ => None,

@@ -141,6 +141,20 @@ impl ClusterSpec {
         }
     }
 
+    /// With `[firewall] enabled`, the sources allowed in: the mesh network
+    /// (or every node's address without a mesh) and `firewall.allow`.
+    pub fn firewall_allowed(&self) -> Option<Vec<IpNet>> {
+        if !self.firewall.enabled {
+            return None;
+        }
+        let mut allowed: Vec<IpNet> = match &self.mesh {
+            Some(mesh) => vec![mesh.network],
+            None => self.nodes.iter().map(|n| IpNet::from(n.address)).collect(),
+        };
+        allowed.extend(self.firewall.allow.iter().copied());
+        Some(allowed)
+    }
+
     /// The resolved view of one node, for `vipd config show` and the daemon.
     pub fn plan(&self, name: &str) -> Option<NodePlan> {
         let node = self.node(name)?;
@@ -182,6 +196,8 @@ impl ClusterSpec {
                 Datapath::Dnat => {
                     dnat = Some(DnatPlan {
                         destination: api_endpoint,
+                        holder_address: node.address,
+                        firewall: self.firewall_allowed(),
                         targets: self
                             .nodes_with(Role::Plane)
                             .map(|plane| {
@@ -390,8 +406,14 @@ pub struct Backend {
 pub struct DnatPlan {
     /// VIP:port, rewritten in the kernel.
     pub destination: SocketAddr,
+    /// The holder's own address: the source of SNAT'd flows when masquerade
+    /// is not wanted, and where the firewall applies.
+    pub holder_address: IpAddr,
     /// Each plane's proxy port; only the healthy ones are loaded.
     pub targets: Vec<DnatTarget>,
+    /// Sources allowed to reach VIP:port, when the firewall is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

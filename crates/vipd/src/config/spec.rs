@@ -54,7 +54,23 @@ pub struct ClusterSpec {
     #[serde(default)]
     pub dns: DnsSection,
     #[serde(default)]
+    pub firewall: FirewallSection,
+    #[serde(default)]
     pub nodes: Vec<NodeSpec>,
+}
+
+/// `[firewall]`: who may reach VIP:port and the plane proxy ports. Written
+/// into vipd's own nftables table; replaces the seed's UFW rules.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallSection {
+    /// Drop (and count) what comes from anywhere else. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Sources allowed besides the mesh network (or, without a mesh, the
+    /// nodes' own addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<IpNet>,
 }
 
 /// `[cluster]`: names and files that concern the whole cluster.
