@@ -6,6 +6,7 @@
 //! - [`config`]: the cluster file, its checks, and each node's resolved plan;
 //! - [`cli`]: the command line (`vipd check`, `vipd config show`, ...);
 //! - [`lab`]: network-namespace topologies for tests and the lab;
+//! - [`nftables`]: the DNAT datapath of a VIP holder (the `inet vipd` table);
 //! - [`sys`]: the only place where `unsafe` is allowed.
 
 pub mod cli;
@@ -13,5 +14,7 @@ pub mod config;
 pub mod health;
 pub mod lab;
 pub mod netlink;
+pub mod nftables;
+pub mod proxy;
 pub mod sys;
 pub mod vrrp;

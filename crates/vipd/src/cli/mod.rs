@@ -2,6 +2,7 @@
 //! the way `haproxy -c` and Sozu's `sozu ctl` live beside their daemons.
 
 mod check;
+mod render;
 mod run;
 mod show;
 
@@ -45,13 +46,23 @@ pub enum Command {
     /// Inspect a cluster file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print what a node would load into the kernel or a peer program, without running anything.
+    ///
+    /// Each renderer reads the cluster file (it must pass `vipd check`) and
+    /// prints one node's generated configuration on stdout, the way the
+    /// daemon generates it.
+    #[command(subcommand)]
+    Render(RenderCommand),
     /// Run the daemon for one node of the cluster file.
     ///
     /// The file must pass `vipd check` (warnings are logged). A node with the
     /// `vip` role runs its VRRP instance: it holds the VIP while master, sends
-    /// gratuitous ARP / unsolicited NA on taking over, and on SIGTERM or
-    /// SIGINT sends a priority 0 advert and removes the VIP before exiting
-    /// (a second signal exits at once). Logs go to stderr; `VIPD_LOG` sets
+    /// gratuitous ARP / unsolicited NA on taking over. A plane runs its proxy
+    /// in front of the kube-apiservers, a VIP holder with the `proxy`
+    /// datapath one on VIP:port, a worker with `[proxy] worker_local` one on
+    /// 127.0.0.1 and [::1]. On SIGTERM or SIGINT it sends a priority 0
+    /// advert, removes the VIP, stops accepting and drains sessions before
+    /// exiting (a second signal exits at once). Logs go to stderr; `VIPD_LOG` sets
     /// the level (default `info`, e.g. `VIPD_LOG=debug`).
     Run(RunArgs),
 }
@@ -67,6 +78,9 @@ pub struct RunArgs {
     /// The secrets file (as for `vipd check`).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// Worker threads for the proxy (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +113,31 @@ pub enum Format {
     Human,
     /// One JSON document.
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RenderCommand {
+    /// The nftables ruleset of a VIP holder's DNAT datapath (table `inet vipd`).
+    ///
+    /// Printed as if every plane were healthy, as the daemon loads it at
+    /// start. The file replaces the table in one transaction, so
+    /// `vipd render nftables ... | nft -c -f -` checks it and `| nft -f -`
+    /// loads it by hand. The node must hold the VIP with `api.datapath =
+    /// "dnat"`.
+    Nftables(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The cluster file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The node to render for, by its name in the cluster file.
+    #[arg(short, long, value_name = "NAME")]
+    pub node: String,
+    /// The secrets file (as for `vipd check`).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Config(ConfigCommand::Show(args)) => show::run(&args),
+        Command::Render(RenderCommand::Nftables(args)) => render::nftables(&args),
     }
 }
 

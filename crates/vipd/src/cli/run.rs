@@ -1,12 +1,25 @@
-//! `vipd run`: the daemon for one node.
+//! `vipd run`: the daemon for one node. It starts what the node's plan
+//! asks for, each subsystem a task sharing one stop signal:
+//!
+//! - VRRP, on VIP holders;
+//! - the proxy frontends: the plane proxy, the VIP proxy (`proxy`
+//!   datapath), the node-local worker proxy.
+//!
+//! A subsystem that fails at start (a port taken, an interface missing)
+//! stops the others and the daemon exits 1, so systemd sees it.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use super::RunArgs;
+use crate::config::resolve::NodePlan;
+use crate::config::spec::ClusterSpec;
 use crate::config::{self, Severity};
+use crate::proxy::frontend;
 use crate::vrrp::driver::{self, DriverConfig, Status};
 
 pub fn run(args: &RunArgs) -> ExitCode {
@@ -39,40 +52,38 @@ pub fn run(args: &RunArgs) -> ExitCode {
         error!(node = %args.node, "no such node in {}", args.config.display());
         return ExitCode::FAILURE;
     };
-    let Some(vrrp) = &plan.vrrp else {
+    if plan.vrrp.is_none() && plan.frontends.is_empty() {
         error!(
             node = %args.node,
-            "this node has no role `vipd run` runs yet: the VIP role runs today; the plane proxy and the worker role come with the L4 proxy"
+            "this node has nothing for vipd to run: it holds no VIP and runs no proxy (a worker runs one with [proxy] worker_local = true)"
         );
         return ExitCode::FAILURE;
-    };
+    }
     let secrets = checked.secrets.as_ref().and_then(|s| s.secrets());
-    let driver_config = match DriverConfig::from_plan(&plan, vrrp, secrets) {
-        Ok(config) => config,
-        Err(e) => {
-            error!("cannot configure VRRP: {e:#}");
-            return ExitCode::FAILURE;
-        }
+    let vrrp = match &plan.vrrp {
+        Some(vrrp) => match DriverConfig::from_plan(&plan, vrrp, secrets) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                error!("cannot configure VRRP: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             error!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let spec = spec.clone();
     runtime.block_on(async move {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (status_tx, _status_rx) = watch::channel(Status {
-            state: vipd_core::vrrp::State::Initialize,
-            master: None,
-        });
-        tokio::spawn(stop_on_signal(stop_tx));
-        info!(node = %plan.node, cluster = %plan.cluster, "vipd starting");
-        match driver::run(driver_config, stop_rx, status_tx).await {
+        match serve(spec, plan, vrrp).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!("{e:#}");
@@ -80,6 +91,64 @@ pub fn run(args: &RunArgs) -> ExitCode {
             }
         }
     })
+}
+
+async fn serve(
+    spec: ClusterSpec,
+    plan: NodePlan,
+    vrrp: Option<DriverConfig>,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop_tx.clone()));
+    info!(node = %plan.node, cluster = %plan.cluster, roles = ?plan.roles, "vipd starting");
+    let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    // Listeners first: a port that is taken fails the start before VRRP
+    // claims the VIP for a node that cannot serve it.
+    for frontend_plan in plan.frontends.clone() {
+        let freebind = frontend_plan.listen.ip() == spec.vip.address;
+        let backlog = i32::try_from(spec.proxy.max_connections)
+            .unwrap_or(i32::MAX)
+            .max(1024);
+        let listener = frontend::bind(frontend_plan.listen, backlog, freebind)
+            .with_context(|| format!("frontend {}", frontend_plan.name))?;
+        let settings = spec.proxy.clone();
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let balance = settings.balance;
+            frontend::run(frontend_plan, listener, &settings, balance, stop).await?;
+            Ok("proxy")
+        });
+    }
+    if let Some(config) = vrrp {
+        let (status_tx, _status_rx) = watch::channel(Status {
+            state: vipd_core::vrrp::State::Initialize,
+            master: None,
+        });
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            driver::run(config, stop, status_tx).await?;
+            Ok("vrrp")
+        });
+    }
+    // The first subsystem to end (an error, or the stop) stops the rest.
+    let mut outcome = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(name)) => info!(subsystem = name, "stopped"),
+            Ok(Err(e)) => {
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
+            }
+            Err(e) => {
+                if outcome.is_ok() {
+                    outcome = Err(anyhow::anyhow!("a subsystem panicked: {e}"));
+                }
+            }
+        }
+        stop_tx.send_replace(true);
+    }
+    outcome
 }
 
 /// SIGTERM or SIGINT stops gracefully; a second one exits at once.

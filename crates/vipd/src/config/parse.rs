@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::diag::{Diagnostic, SourceFile};
 use super::spec::{
     ApiSection, ClusterSection, ClusterSpec, DnsSection, FirewallSection, MeshSection, NodeSpec,
-    PlaneSettings, VipSection,
+    PlaneSettings, ProxySection, VipSection,
 };
 
 /// What parsing produced.
@@ -36,7 +36,7 @@ pub struct Parsed {
 }
 
 const SECTIONS: &[&str] = &[
-    "cluster", "vip", "api", "plane", "mesh", "dns", "firewall", "nodes",
+    "cluster", "vip", "api", "plane", "mesh", "dns", "firewall", "proxy", "nodes",
 ];
 
 /// Parses `source` and records its config paths for later diagnostics.
@@ -109,6 +109,7 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
     let mesh_value = section("mesh", false, &mut diagnostics);
     let dns_value = section("dns", false, &mut diagnostics);
     let firewall_value = section("firewall", false, &mut diagnostics);
+    let proxy_value = section("proxy", false, &mut diagnostics);
 
     let cluster: Option<ClusterSection> = decode(
         cluster_value,
@@ -124,8 +125,15 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
     let mesh: Option<MeshSection> =
         decode(mesh_value, "mesh", source, &mut diagnostics, &mut failed);
     let dns: Option<DnsSection> = decode(dns_value, "dns", source, &mut diagnostics, &mut failed);
-    let firewall: Option<FirewallSection> =
-        decode(firewall_value, "firewall", source, &mut diagnostics, &mut failed);
+    let firewall: Option<FirewallSection> = decode(
+        firewall_value,
+        "firewall",
+        source,
+        &mut diagnostics,
+        &mut failed,
+    );
+    let proxy: Option<ProxySection> =
+        decode(proxy_value, "proxy", source, &mut diagnostics, &mut failed);
 
     let mut nodes = Vec::new();
     let mut node_indices = Vec::new();
@@ -174,6 +182,7 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
             mesh,
             dns: dns.unwrap_or_default(),
             firewall: firewall.unwrap_or_default(),
+            proxy: proxy.unwrap_or_default(),
             nodes,
         }),
         _ => None,

@@ -185,6 +185,19 @@ impl ClusterSpec {
                 backends: apiserver_backends.clone(),
             });
         }
+        if node.has_role(Role::Worker) && self.proxy.worker_local {
+            let port = self.proxy.worker_port.get();
+            for (name, loopback) in [
+                ("worker", IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                ("worker6", IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ] {
+                frontends.push(Frontend {
+                    name,
+                    listen: SocketAddr::new(loopback, port),
+                    backends: apiserver_backends.clone(),
+                });
+            }
+        }
         let mut dnat = None;
         if node.has_role(Role::Vip) {
             match self.api.datapath {

@@ -843,6 +843,14 @@ fn ports(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
                 path: plane_field_path(node, &path, "proxy_port", spec.plane.proxy_port.is_some()),
             });
         }
+        if node.has_role(Role::Worker) && spec.proxy.worker_local {
+            listeners.push(Listener {
+                address: Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+                port: spec.proxy.worker_port.get(),
+                what: "the node-local worker proxy",
+                path: "proxy.worker_port".into(),
+            });
+        }
         if node.has_role(Role::Vip) && spec.api.datapath == Datapath::Proxy {
             listeners.push(Listener {
                 address: Some(spec.vip.address),

@@ -37,6 +37,10 @@ pub mod defaults {
     pub const NOTIFY_TIMEOUT: Interval = Interval::from_secs(30);
     pub const TRACK_INTERVAL: Interval = Interval::from_secs(1);
     pub const TRACK_TIMEOUT: Interval = Interval::from_millis(500);
+    pub const CONNECT_TIMEOUT: Interval = Interval::from_secs(3);
+    pub const IDLE_TIMEOUT: Interval = Interval::from_secs(3600);
+    pub const MAX_CONNECTIONS: u32 = 10_000;
+    pub const DRAIN_TIMEOUT: Interval = Interval::from_secs(30);
 }
 
 /// The whole cluster file.
@@ -56,7 +60,99 @@ pub struct ClusterSpec {
     #[serde(default)]
     pub firewall: FirewallSection,
     #[serde(default)]
+    pub proxy: ProxySection,
+    #[serde(default)]
     pub nodes: Vec<NodeSpec>,
+}
+
+/// How a proxy picks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Each new connection to the next healthy backend.
+    RoundRobin,
+    /// The healthy backend with the fewest active connections.
+    LeastConn,
+    /// The node's own apiserver while it is healthy, the others (least
+    /// connections) only when it is not. Elsewhere the same as least-conn.
+    LocalFirst,
+}
+
+/// `[proxy]`: the L4 proxy of planes, of `proxy`-datapath VIP holders and of
+/// workers in node-local mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// Default `local-first` (a plane prefers its own apiserver).
+    #[serde(default = "default_balance")]
+    pub balance: Balance,
+    /// A backend that does not accept within this is skipped for the next.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Interval,
+    /// A session idle this long in both directions is closed. Long, so
+    /// watches, `logs -f` and `exec` survive. Default 1h.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Interval,
+    /// At most this many sessions per listener; past it, new connections
+    /// wait in the kernel's accept queue instead of being refused.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// On stop, established sessions get this long to finish.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Interval,
+    /// Close the sessions of a backend marked down (HAProxy's
+    /// `on-marked-down shutdown-sessions`). Default false.
+    #[serde(default)]
+    pub close_sessions_on_down: bool,
+    /// Send a PROXY protocol v2 header to backends. Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Workers listen on 127.0.0.1 and [::1] at `worker_port` and balance
+    /// over every plane (the kubespray / k3s node-local pattern).
+    #[serde(default)]
+    pub worker_local: bool,
+    #[serde(default = "default_worker_port")]
+    pub worker_port: Port,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            balance: default_balance(),
+            connect_timeout: default_connect_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            drain_timeout: default_drain_timeout(),
+            close_sessions_on_down: false,
+            proxy_protocol: false,
+            worker_local: false,
+            worker_port: default_worker_port(),
+        }
+    }
+}
+
+fn default_balance() -> Balance {
+    Balance::LocalFirst
+}
+
+fn default_connect_timeout() -> Interval {
+    defaults::CONNECT_TIMEOUT
+}
+
+fn default_idle_timeout() -> Interval {
+    defaults::IDLE_TIMEOUT
+}
+
+fn default_max_connections() -> u32 {
+    defaults::MAX_CONNECTIONS
+}
+
+fn default_drain_timeout() -> Interval {
+    defaults::DRAIN_TIMEOUT
+}
+
+fn default_worker_port() -> Port {
+    defaults::API_PORT
 }
 
 /// `[firewall]`: who may reach VIP:port and the plane proxy ports. Written

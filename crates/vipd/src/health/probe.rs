@@ -10,6 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::tls::{TlsSetupError, client_config};
+use crate::config::resolve::HealthCheck;
+use crate::config::spec::CheckKind;
+
 /// Why a probe failed. The `Display` is what logs and the status show.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -25,6 +29,15 @@ pub enum ProbeError {
     BadResponse(String),
     #[error("I/O: {0}")]
     Io(std::io::Error),
+}
+
+/// Why a configured check cannot become a probe.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeSetupError {
+    #[error("\"{0}\" is not a valid TLS server name")]
+    ServerName(String),
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
 }
 
 /// What to check.
@@ -49,6 +62,33 @@ pub struct HttpsProbe {
 const MAX_RESPONSE_HEAD: usize = 4096;
 
 impl Probe {
+    /// The probe a configured check runs against `target`: TCP, or HTTPS
+    /// with the cluster CA (none with `insecure_skip_verify`) and the
+    /// configured server name, else the target's address, for SNI.
+    pub fn from_check(target: SocketAddr, check: &HealthCheck) -> Result<Probe, ProbeSetupError> {
+        Ok(match check.kind {
+            CheckKind::Tcp => Probe::Tcp(target),
+            CheckKind::Https => {
+                let ca = if check.insecure_skip_verify {
+                    None
+                } else {
+                    check.ca_file.as_deref()
+                };
+                let name = check
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| target.ip().to_string());
+                Probe::Https(HttpsProbe {
+                    address: target,
+                    path: check.path.clone().unwrap_or_else(|| "/readyz".to_owned()),
+                    server_name: ServerName::try_from(name.clone())
+                        .map_err(|_| ProbeSetupError::ServerName(name))?,
+                    tls: client_config(ca)?,
+                })
+            }
+        })
+    }
+
     pub fn target(&self) -> SocketAddr {
         match self {
             Probe::Tcp(address) => *address,

@@ -23,9 +23,9 @@ use super::counters::DropCounters;
 use super::socket::{Datagram, VrrpSocket};
 use crate::config::Secrets;
 use crate::config::resolve::{NodePlan, TrackerPlan, VrrpPlan};
-use crate::config::spec::{self, CheckKind, NotifySection, VrrpMode};
+use crate::config::spec::{self, NotifySection, VrrpMode};
 use crate::health::checker::{self, Check, HealthEvent};
-use crate::health::probe::{HttpsProbe, Probe};
+use crate::health::probe::Probe;
 use crate::netlink::{Link, LinkEvents, Netlink};
 use vipd_core::health::{Health, Thresholds};
 
@@ -142,32 +142,6 @@ struct Driver {
     hooks: tokio::task::JoinSet<()>,
 }
 
-/// The probe a tracker runs.
-fn tracker_probe(tracker: &TrackerPlan) -> anyhow::Result<Probe> {
-    let check = &tracker.probe;
-    Ok(match check.kind {
-        CheckKind::Tcp => Probe::Tcp(tracker.target),
-        CheckKind::Https => {
-            let ca = if check.insecure_skip_verify {
-                None
-            } else {
-                check.ca_file.as_deref()
-            };
-            let name = check
-                .server_name
-                .clone()
-                .unwrap_or_else(|| tracker.target.ip().to_string());
-            Probe::Https(HttpsProbe {
-                address: tracker.target,
-                path: check.path.clone().unwrap_or_else(|| "/readyz".to_owned()),
-                server_name: rustls_pki_types::ServerName::try_from(name.clone())
-                    .with_context(|| format!("tracker server name \"{name}\""))?,
-                tls: crate::health::tls::client_config(ca)?,
-            })
-        }
-    })
-}
-
 fn tracker_name(tracker: &TrackerPlan) -> String {
     let check = match tracker.check {
         spec::TrackedCheck::Apiserver => "apiserver",
@@ -207,7 +181,7 @@ pub async fn run(
     for (index, tracker) in config.trackers.iter().enumerate() {
         let check = Check {
             name: format!("tracker {}", tracker_name(tracker)),
-            probe: tracker_probe(tracker)?,
+            probe: Probe::from_check(tracker.target, &tracker.probe)?,
             interval: tracker.probe.interval.get(),
             timeout: tracker.probe.timeout.get(),
             thresholds: Thresholds::new(tracker.probe.rise, tracker.probe.fall),

@@ -1,0 +1,14 @@
+//! The L4 proxy: health-checked TCP balancing to the kube-apiservers.
+//!
+//! - [`pool`]: the backends of one frontend, their health and connection
+//!   counts in atomics (the forwarding path reads them without a lock), and
+//!   the balancing order (round robin, least connections, local first);
+//! - [`session`]: one client: connect to the first backend that answers,
+//!   then forward both ways with half-close and an idle timeout;
+//! - [`proxy_protocol`]: the PROXY protocol v2 header;
+//! - [`frontend`]: the listener, its connection limit, health checkers and drain.
+
+pub mod frontend;
+pub mod pool;
+pub mod proxy_protocol;
+pub mod session;

@@ -1,0 +1,235 @@
+//! The backends of one frontend and how the next one is chosen.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::config::spec::Balance;
+
+/// One backend, shared by the sessions, the health checker and the status.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub address: SocketAddr,
+    /// The apiserver on this node (local-first prefers it).
+    pub local: bool,
+    healthy: AtomicBool,
+    active: AtomicUsize,
+    pub total: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub bytes_to_backend: AtomicU64,
+    pub bytes_to_client: AtomicU64,
+    /// Woken when the backend is marked down, for sessions that close then.
+    pub marked_down: Notify,
+}
+
+impl Backend {
+    pub fn new(name: impl Into<String>, address: SocketAddr, local: bool) -> Self {
+        Self {
+            name: name.into(),
+            address,
+            local,
+            // Up until a check says otherwise: traffic flows from the start.
+            healthy: AtomicBool::new(true),
+            active: AtomicUsize::new(0),
+            total: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            bytes_to_backend: AtomicU64::new(0),
+            bytes_to_client: AtomicU64::new(0),
+            marked_down: Notify::new(),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Marks the backend up or down; wakes the sessions waiting on a mark-down.
+    pub fn set_healthy(&self, healthy: bool) {
+        let was = self.healthy.swap(healthy, Ordering::Relaxed);
+        if was && !healthy {
+            self.marked_down.notify_waiters();
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Counts a session for least-connections until the guard drops.
+    pub fn open_session(self: &Arc<Self>) -> SessionGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        SessionGuard(Arc::clone(self))
+    }
+}
+
+/// One active session on a backend.
+#[derive(Debug)]
+pub struct SessionGuard(Arc<Backend>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The backends of one frontend.
+#[derive(Debug)]
+pub struct Pool {
+    pub backends: Vec<Arc<Backend>>,
+    balance: Balance,
+    next: AtomicUsize,
+}
+
+/// What the balancing order needs to know of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub healthy: bool,
+    pub local: bool,
+    pub active: usize,
+}
+
+impl Pool {
+    pub fn new(backends: Vec<Arc<Backend>>, balance: Balance) -> Self {
+        Self {
+            backends,
+            balance,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The backends to try for a new session, best first. Every backend is
+    /// in the list (healthy ones first), so a client is refused only when
+    /// none of them accepts: with every backend marked down the proxy fails
+    /// open instead of refusing everyone on the checks' word.
+    pub fn candidates(&self) -> Vec<Arc<Backend>> {
+        let views: Vec<View> = self
+            .backends
+            .iter()
+            .map(|b| View {
+                healthy: b.is_healthy(),
+                local: b.local,
+                active: b.active(),
+            })
+            .collect();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        order(self.balance, &views, start)
+            .into_iter()
+            .map(|i| Arc::clone(&self.backends[i]))
+            .collect()
+    }
+}
+
+/// The order to try backends in: healthy ones by the balancing rule, then
+/// the unhealthy ones (the fail-open tail). `start` rotates round robin and
+/// breaks least-connection ties fairly.
+pub fn order(balance: Balance, views: &[View], start: usize) -> Vec<usize> {
+    let n = views.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // Rotating by `start` spreads ties and gives round robin its turn.
+    let rotated = |healthy: bool| -> Vec<usize> {
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| views[i].healthy == healthy)
+            .collect()
+    };
+    let mut healthy = rotated(true);
+    let mut unhealthy = rotated(false);
+    match balance {
+        Balance::RoundRobin => {}
+        Balance::LeastConn => {
+            healthy.sort_by_key(|&i| views[i].active);
+        }
+        Balance::LocalFirst => {
+            // Stable sort: local first, then fewest connections, then the rotation.
+            healthy.sort_by_key(|&i| (!views[i].local, views[i].active));
+        }
+    }
+    unhealthy.sort_by_key(|&i| views[i].active);
+    healthy.extend(unhealthy);
+    healthy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(healthy: bool, local: bool, active: usize) -> View {
+        View {
+            healthy,
+            local,
+            active,
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_turns_over_healthy_backends() {
+        let views = [
+            view(true, false, 0),
+            view(false, false, 0),
+            view(true, false, 0),
+        ];
+        let firsts: Vec<usize> = (0..4)
+            .map(|s| order(Balance::RoundRobin, &views, s)[0])
+            .collect();
+        assert_eq!(firsts, [0, 2, 2, 0]);
+        // The unhealthy one is still tried, last.
+        assert_eq!(order(Balance::RoundRobin, &views, 0), [0, 2, 1]);
+    }
+
+    #[test]
+    fn least_conn_prefers_the_idlest() {
+        let views = [
+            view(true, false, 5),
+            view(true, false, 1),
+            view(true, false, 3),
+        ];
+        assert_eq!(order(Balance::LeastConn, &views, 0), [1, 2, 0]);
+    }
+
+    #[test]
+    fn local_first_uses_the_local_apiserver_while_it_is_healthy() {
+        let views = [
+            view(true, false, 0),
+            view(true, true, 50),
+            view(true, false, 1),
+        ];
+        assert_eq!(order(Balance::LocalFirst, &views, 0)[0], 1);
+        let views = [
+            view(true, false, 4),
+            view(false, true, 0),
+            view(true, false, 1),
+        ];
+        assert_eq!(order(Balance::LocalFirst, &views, 0), [2, 0, 1]);
+    }
+
+    #[test]
+    fn all_down_fails_open_with_every_backend() {
+        let views = [view(false, false, 2), view(false, false, 0)];
+        assert_eq!(order(Balance::LocalFirst, &views, 0), [1, 0]);
+        assert!(order(Balance::RoundRobin, &[], 3).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever the state, every backend appears exactly once, healthy ones first.
+        #[test]
+        fn every_backend_once_healthy_first(
+            states in proptest::collection::vec((proptest::bool::ANY, proptest::bool::ANY, 0usize..10), 0..8),
+            start in 0usize..100,
+            balance in proptest::sample::select(vec![Balance::RoundRobin, Balance::LeastConn, Balance::LocalFirst]),
+        ) {
+            let views: Vec<View> = states.iter().map(|&(h, l, a)| view(h, l, a)).collect();
+            let got = order(balance, &views, start);
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            proptest::prop_assert_eq!(sorted, (0..views.len()).collect::<Vec<_>>());
+            let first_unhealthy = got.iter().position(|&i| !views[i].healthy).unwrap_or(got.len());
+            proptest::prop_assert!(got[first_unhealthy..].iter().all(|&i| !views[i].healthy));
+        }
+    }
+}
