@@ -1,0 +1,282 @@
+//! The proxy as the daemon runs it, in network namespaces: three planes
+//! with stand-in kube-apiservers (HTTPS, a lab CA), a worker running
+//! `vipd run` in node-local mode (127.0.0.1:6443). A client on the worker
+//! keeps making HTTPS requests through it while a plane's apiserver dies and
+//! while a plane's link goes down: no request may fail, and the dead plane
+//! must be marked down. Needs root (CI runs it as root).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::ServerName;
+use vipd::health::probe::{HttpsProbe, Probe};
+use vipd::health::tls::client_config;
+use vipd::lab::apiserver::{StandIn, Switch};
+use vipd::lab::netns::{Netns, Topology, require_root};
+use vipd::lab::pki::LabCa;
+
+struct Plane {
+    _switch: Switch,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Plane {
+    /// Kills the stand-in: its listener closes, new connections are refused.
+    fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn stand_in(host: &Netns, ca: &LabCa, address: SocketAddr) -> Plane {
+    let certificate = ca
+        .server_certificate(&["kubernetes"], &[address.ip()])
+        .unwrap();
+    let tls = certificate.server_config().unwrap();
+    let (switch_tx, switch_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let thread = host
+        .spawn_thread(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+                let server = StandIn::serve(listener, tls).unwrap();
+                switch_tx.send(server.switch()).unwrap();
+                tokio::task::spawn_blocking(move || stop_rx.recv_timeout(Duration::from_secs(120)))
+                    .await
+                    .ok();
+                drop(server);
+            });
+        })
+        .unwrap();
+    let switch = switch_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    Plane {
+        _switch: switch,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+/// HTTPS GET /readyz through the worker's local proxy, every few ms, until
+/// told to stop; counts successes and failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    first_error: Arc<std::sync::Mutex<Option<String>>>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+fn load(worker: &Netns, ca_path: std::path::PathBuf) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None));
+    let (s, o, f, e) = (
+        Arc::clone(&stop),
+        Arc::clone(&ok),
+        Arc::clone(&failed),
+        Arc::clone(&first_error),
+    );
+    let thread = worker
+        .spawn_thread(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let probe = Probe::Https(HttpsProbe {
+                    address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6443),
+                    path: "/readyz".into(),
+                    server_name: ServerName::try_from("kubernetes").unwrap(),
+                    tls: client_config(Some(&ca_path)).unwrap(),
+                });
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match probe.run(Duration::from_secs(5)).await {
+                        Ok(_) => {
+                            o.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(err) => {
+                            f.fetch_add(1, Ordering::Relaxed);
+                            e.lock().unwrap().get_or_insert(err.to_string());
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+        })
+        .unwrap();
+    Load {
+        stop,
+        ok,
+        failed,
+        first_error,
+        thread,
+    }
+}
+
+#[test]
+fn a_dying_plane_costs_no_request_through_the_node_local_proxy() {
+    if !require_root("a_dying_plane_costs_no_request_through_the_node_local_proxy") {
+        return;
+    }
+    let mut topo = Topology::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LabCa::new("proxy e2e CA").unwrap();
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca.certificate_pem()).unwrap();
+    let cluster = format!(
+        r#"[cluster]
+name = "proxy-e2e"
+
+[vip]
+address = "198.18.0.100"
+interface = "eth0"
+vrid = 53
+
+[proxy]
+worker_local = true
+connect_timeout = "200ms"
+
+[plane.health]
+ca_file = "{ca}"
+server_name = "kubernetes"
+interval = "100ms"
+timeout = "80ms"
+rise = 2
+fall = 2
+
+[[nodes]]
+name = "holder"
+roles = ["vip"]
+address = "198.18.0.1"
+priority = 100
+
+[[nodes]]
+name = "plane-1"
+roles = ["plane"]
+address = "198.18.0.11"
+
+[[nodes]]
+name = "plane-2"
+roles = ["plane"]
+address = "198.18.0.12"
+
+[[nodes]]
+name = "plane-3"
+roles = ["plane"]
+address = "198.18.0.13"
+
+[[nodes]]
+name = "worker-1"
+roles = ["worker"]
+address = "198.18.0.21"
+"#,
+        ca = ca_path.display()
+    );
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, cluster).unwrap();
+
+    let mut planes = Vec::new();
+    let mut plane_hosts = Vec::new();
+    for i in 1..=3 {
+        let host = topo.add_host(&format!("plane{i}")).unwrap();
+        topo.plug(
+            &host,
+            "eth0",
+            &[format!("198.18.0.1{i}/24").parse().unwrap()],
+        )
+        .unwrap();
+        let address = SocketAddr::new(format!("198.18.0.1{i}").parse().unwrap(), 6443);
+        planes.push(stand_in(&host, &ca, address));
+        plane_hosts.push(host);
+    }
+    let worker = topo.add_host("worker").unwrap();
+    topo.plug(&worker, "eth0", &["198.18.0.21/24".parse().unwrap()])
+        .unwrap();
+    let log = dir.path().join("worker.log");
+    let mut command = worker.command(env!("CARGO_BIN_EXE_vipd"));
+    command
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--node", "worker-1", "--threads", "2"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    topo.spawn(command).unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let listening = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        read_log().matches("proxy frontend listening").count() == 2
+    });
+    assert!(listening, "{}", read_log());
+
+    let load = load(&worker, ca_path.clone());
+    let wait_ok = |at_least: u64| {
+        let ok = Topology::wait_for(Duration::from_secs(20), Duration::from_millis(10), || {
+            load.ok.load(Ordering::Relaxed) >= at_least
+        });
+        assert!(
+            ok,
+            "requests stalled at {}\n{}",
+            load.ok.load(Ordering::Relaxed),
+            read_log()
+        );
+    };
+    wait_ok(50);
+
+    // plane-1's apiserver dies: connections to it are refused.
+    let killed_at = Instant::now();
+    planes[0].kill();
+    let marked = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+        read_log().contains("backend plane-1 is down")
+    });
+    assert!(marked, "{}", read_log());
+    // interval 100 ms x fall 2, plus a probe timeout and scheduling slack.
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(3),
+        "marked down after {:?}",
+        killed_at.elapsed()
+    );
+    let before = load.ok.load(Ordering::Relaxed);
+    wait_ok(before + 50);
+
+    // plane-2's link goes down: connects to it time out.
+    plane_hosts[1].ip(&["link", "set", "eth0", "down"]).unwrap();
+    let marked = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+        read_log().contains("backend plane-2 is down")
+    });
+    assert!(marked, "{}", read_log());
+    let before = load.ok.load(Ordering::Relaxed);
+    wait_ok(before + 50);
+
+    load.stop.store(true, Ordering::Relaxed);
+    load.thread.join().unwrap().unwrap();
+    let failed = load.failed.load(Ordering::Relaxed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed, first: {:?}\n{}",
+        load.ok.load(Ordering::Relaxed) + failed,
+        load.first_error.lock().unwrap(),
+        read_log()
+    );
+    drop(topo);
+}
