@@ -123,6 +123,23 @@ fn settings() -> ProxySection {
     }
 }
 
+/// Accepts until a connection starts with `first`: the health checker also
+/// connects to a backend (and leaves at once), so the first accept may be its.
+async fn accept_proxied(listener: &TcpListener, first: &[u8]) -> TcpStream {
+    loop {
+        let (mut stream, _) = tokio::time::timeout(BOUND, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buffer = vec![0u8; first.len()];
+        if let Ok(Ok(_)) = tokio::time::timeout(BOUND, stream.read_exact(&mut buffer)).await
+            && buffer == first
+        {
+            return stream;
+        }
+    }
+}
+
 /// Connects through the proxy and returns the stream and the backend's name.
 async fn hello(proxy: SocketAddr) -> (TcpStream, String) {
     let mut stream = tokio::time::timeout(BOUND, TcpStream::connect(proxy))
@@ -187,7 +204,7 @@ async fn half_close_works_in_both_directions() {
     let server_address = server.local_addr().unwrap();
     let p2 = proxy(&[("b2", server_address, false)], settings(), 1000).await;
     let backend_side = tokio::spawn(async move {
-        let (mut stream, _) = server.accept().await.unwrap();
+        let mut stream = accept_proxied(&server, b"?").await;
         stream.write_all(b"b2bye").await.unwrap();
         stream.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -195,6 +212,7 @@ async fn half_close_works_in_both_directions() {
         got
     });
     let mut client = TcpStream::connect(p2.address).await.unwrap();
+    client.write_all(b"?").await.unwrap();
     let mut greeting = Vec::new();
     tokio::time::timeout(BOUND, client.read_to_end(&mut greeting))
         .await
@@ -523,4 +541,86 @@ impl Fnv {
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
+}
+
+#[tokio::test]
+async fn a_backend_dying_mid_stream_ends_that_session_only() {
+    let dying = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let dying_address = dying.local_addr().unwrap();
+    let survivor = EchoBackend::start("b2").await;
+    let settings = ProxySection {
+        balance: Balance::RoundRobin,
+        ..settings()
+    };
+    let p = proxy(
+        &[
+            ("b1", dying_address, false),
+            ("b2", survivor.address, false),
+        ],
+        settings,
+        50,
+    )
+    .await;
+    // The first session lands on b1 (round robin starts there).
+    let mut client = TcpStream::connect(p.address).await.unwrap();
+    client.write_all(b"?").await.unwrap();
+    let mut backend_side = accept_proxied(&dying, b"?").await;
+    backend_side.write_all(b"partial").await.unwrap();
+    let mut got = [0u8; 7];
+    tokio::time::timeout(BOUND, client.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    // b1 dies mid-stream: its process is gone, the socket is reset.
+    socket2::SockRef::from(&backend_side)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(backend_side);
+    drop(dying);
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(BOUND, client.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(
+        ended.is_err() || rest.is_empty(),
+        "the session ends with its backend"
+    );
+    // New sessions go to the survivor.
+    for _ in 0..4 {
+        let (_, name) = hello(p.address).await;
+        assert_eq!(name, "b2");
+    }
+}
+
+#[tokio::test]
+async fn close_sessions_on_down_cuts_the_sessions_of_a_backend_marked_down() {
+    let flaky = EchoBackend::start("b1").await;
+    let closing = ProxySection {
+        close_sessions_on_down: true,
+        ..settings()
+    };
+    let p = proxy(&[("b1", flaky.address, false)], closing, 50).await;
+    let (mut session, _) = hello(p.address).await;
+    // The listener goes (checks fail) but the established session is healthy.
+    flaky.stop();
+    let mut rest = Vec::new();
+    let cut = tokio::time::timeout(BOUND, session.read_to_end(&mut rest)).await;
+    assert!(
+        cut.is_ok(),
+        "the session was closed when its backend was marked down"
+    );
+
+    // Without the option, the same session survives the mark-down.
+    let steady = EchoBackend::start("b2").await;
+    let p2 = proxy(&[("b2", steady.address, false)], settings(), 50).await;
+    let (mut session, _) = hello(p2.address).await;
+    steady.stop();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    session.write_all(b"alive").await.unwrap();
+    let mut echo = [0u8; 5];
+    tokio::time::timeout(BOUND, session.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"alive");
 }

@@ -2,6 +2,7 @@
 //! asks for, each subsystem a task sharing one stop signal:
 //!
 //! - VRRP, on VIP holders;
+//! - the DNAT table, on VIP holders with the `dnat` datapath;
 //! - the proxy frontends: the plane proxy, the VIP proxy (`proxy`
 //!   datapath), the node-local worker proxy.
 //!
@@ -117,6 +118,15 @@ async fn serve(
             let balance = settings.balance;
             frontend::run(frontend_plan, listener, &settings, balance, stop).await?;
             Ok("proxy")
+        });
+    }
+    // On every VIP holder, master or backup: on a backup only the holder's
+    // own connections to the VIP meet the rules, and a takeover needs no reload.
+    if let Some(dnat) = plan.dnat.clone() {
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            crate::nftables::run(dnat, stop).await?;
+            Ok("dnat")
         });
     }
     if let Some(config) = vrrp {

@@ -1,0 +1,85 @@
+//! `vipd render`: what a node would load, printed instead of loaded.
+
+use std::process::ExitCode;
+
+use super::RenderArgs;
+use crate::config::spec::{Datapath, Role};
+use crate::config::{self, NodePlan, Severity};
+use crate::nftables::ruleset;
+
+/// `vipd render nftables`: the DNAT table, every plane healthy.
+pub fn nftables(args: &RenderArgs) -> ExitCode {
+    let (plan, datapath) = match load_plan(args) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let Some(dnat) = &plan.dnat else {
+        if !plan.roles.contains(&Role::Vip) {
+            eprintln!(
+                "error: node \"{}\" does not hold the VIP (its roles: {}): only a node with the `vip` role loads the DNAT table",
+                plan.node,
+                plan.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else if datapath == Datapath::Proxy {
+            eprintln!(
+                "error: {} sets api.datapath = \"proxy\": the VIP holder proxies VIP:port in user space and loads no DNAT table; set api.datapath = \"dnat\" for the kernel datapath",
+                args.config.display()
+            );
+        } else {
+            eprintln!("error: node \"{}\" has no DNAT datapath", plan.node);
+        }
+        return ExitCode::FAILURE;
+    };
+    let healthy = vec![true; dnat.targets.len()];
+    match ruleset::replace_batch(dnat, &healthy) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The checked cluster file's plan for `args.node`, with the datapath it
+/// chose; errors are printed, and the exit code returned.
+fn load_plan(args: &RenderArgs) -> Result<(NodePlan, Datapath), ExitCode> {
+    let checked = config::check_file(&args.config, args.secrets.as_deref()).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", args.config.display());
+        ExitCode::FAILURE
+    })?;
+    let spec = match (&checked.spec, checked.errors()) {
+        (Some(spec), 0) => spec,
+        _ => {
+            for d in checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+            {
+                eprint!("{}", checked.source.render(d));
+            }
+            eprintln!(
+                "error: {} does not pass `vipd check`; fix the errors above first",
+                args.config.display()
+            );
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    let Some(plan) = spec.plan(&args.node) else {
+        let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
+        eprintln!(
+            "error: no node \"{}\" in {}; the nodes are: {}",
+            args.node,
+            args.config.display(),
+            names.join(", ")
+        );
+        return Err(ExitCode::FAILURE);
+    };
+    Ok((plan, spec.api.datapath))
+}
