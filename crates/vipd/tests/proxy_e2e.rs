@@ -9,71 +9,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
 use vipd::health::probe::{HttpsProbe, Probe};
 use vipd::health::tls::client_config;
-use vipd::lab::apiserver::{StandIn, Switch};
+use vipd::lab::apiserver::InNamespace;
 use vipd::lab::netns::{Netns, Topology, require_root};
 use vipd::lab::pki::LabCa;
-
-struct Plane {
-    _switch: Switch,
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Plane {
-    /// Kills the stand-in: its listener closes, new connections are refused.
-    fn kill(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for Plane {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn stand_in(host: &Netns, ca: &LabCa, address: SocketAddr) -> Plane {
-    let certificate = ca
-        .server_certificate(&["kubernetes"], &[address.ip()])
-        .unwrap();
-    let tls = certificate.server_config().unwrap();
-    let (switch_tx, switch_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let thread = host
-        .spawn_thread(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-                let server = StandIn::serve(listener, tls).unwrap();
-                switch_tx.send(server.switch()).unwrap();
-                tokio::task::spawn_blocking(move || stop_rx.recv_timeout(Duration::from_secs(120)))
-                    .await
-                    .ok();
-                drop(server);
-            });
-        })
-        .unwrap();
-    let switch = switch_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    Plane {
-        _switch: switch,
-        stop: Some(stop_tx),
-        thread: Some(thread),
-    }
-}
 
 /// HTTPS GET /readyz through the worker's local proxy, every few ms, until
 /// told to stop; counts successes and failures.
@@ -207,7 +150,7 @@ address = "198.18.0.21"
         )
         .unwrap();
         let address = SocketAddr::new(format!("198.18.0.1{i}").parse().unwrap(), 6443);
-        planes.push(stand_in(&host, &ca, address));
+        planes.push(InNamespace::start(&host, &ca, address).unwrap());
         plane_hosts.push(host);
     }
     let worker = topo.add_host("worker").unwrap();

@@ -5,51 +5,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use vipd::lab::apiserver::{Behaviour, StandIn, Switch};
+use vipd::lab::apiserver::{Behaviour, InNamespace};
 use vipd::lab::netns::{Netns, Topology, require_root};
 use vipd::lab::pki::LabCa;
 
 const VIP: &str = "198.18.0.100";
-
-/// Serves a stand-in apiserver on `address` inside `host` until `stop` fires.
-fn stand_in(
-    host: &Netns,
-    ca: &LabCa,
-    address: SocketAddr,
-) -> (
-    Switch,
-    mpsc::Sender<()>,
-    std::thread::JoinHandle<std::io::Result<()>>,
-) {
-    let certificate = ca
-        .server_certificate(&["kubernetes"], &[address.ip()])
-        .unwrap();
-    let tls = certificate.server_config().unwrap();
-    let (switch_tx, switch_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let thread = host
-        .spawn_thread(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-                let server = StandIn::serve(listener, tls).unwrap();
-                switch_tx.send(server.switch()).unwrap();
-                // Bounded: the test ends well within this.
-                tokio::task::spawn_blocking(move || stop_rx.recv_timeout(Duration::from_secs(120)))
-                    .await
-                    .ok();
-            });
-        })
-        .unwrap();
-    let switch = switch_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    (switch, stop_tx, thread)
-}
 
 fn has_vip(host: &Netns) -> bool {
     let out = host
@@ -113,9 +75,7 @@ priority = 100
     std::fs::write(&config, cluster).unwrap();
 
     let mut hosts = Vec::new();
-    let mut switches = Vec::new();
-    let mut stops = Vec::new();
-    let mut threads = Vec::new();
+    let mut apiservers = Vec::new();
     for i in 1..=2 {
         let host = topo.add_host(&format!("cp{i}")).unwrap();
         topo.plug(
@@ -125,10 +85,7 @@ priority = 100
         )
         .unwrap();
         let address = SocketAddr::new(format!("198.18.0.{i}").parse::<IpAddr>().unwrap(), 6443);
-        let (switch, stop, thread) = stand_in(&host, &ca, address);
-        switches.push(switch);
-        stops.push(stop);
-        threads.push(thread);
+        apiservers.push(InNamespace::start(&host, &ca, address).unwrap());
         hosts.push(host);
     }
     let logs: Vec<_> = (1..=2)
@@ -164,7 +121,7 @@ priority = 100
         has_vip(&hosts[0]) && !has_vip(&hosts[1])
     });
 
-    switches[0].set(Behaviour::Unhealthy);
+    apiservers[0].switch().set(Behaviour::Unhealthy);
     wait("cp-1's apiserver fails: cp-2 takes over", &|| {
         has_vip(&hosts[1]) && !has_vip(&hosts[0])
     });
@@ -175,7 +132,7 @@ priority = 100
     );
     assert!(log.contains("to=fault"), "{log}");
 
-    switches[0].set(Behaviour::Healthy);
+    apiservers[0].switch().set(Behaviour::Healthy);
     wait("cp-1 recovers and preempts", &|| {
         has_vip(&hosts[0]) && !has_vip(&hosts[1])
     });
@@ -195,10 +152,5 @@ priority = 100
     }
 
     drop(topo);
-    for stop in stops {
-        let _ = stop.send(());
-    }
-    for thread in threads {
-        thread.join().unwrap().unwrap();
-    }
+    drop(apiservers);
 }

@@ -147,3 +147,74 @@ async fn handle<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
 }
+
+/// A stand-in served by a thread inside a network namespace, for as long as
+/// this value lives (tests and the lab's in-process uses).
+#[derive(Debug)]
+pub struct InNamespace {
+    switch: Switch,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<std::io::Result<()>>>>,
+}
+
+impl InNamespace {
+    /// Serves a stand-in on `address` inside `host`, with a certificate
+    /// from `ca` for `kubernetes` and the address itself.
+    pub fn start(
+        host: &super::netns::Netns,
+        ca: &super::pki::LabCa,
+        address: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let certificate = ca
+            .server_certificate(&["kubernetes"], &[address.ip()])
+            .map_err(std::io::Error::other)?;
+        let tls = certificate.server_config().map_err(std::io::Error::other)?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = host.spawn_thread(move || -> std::io::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = TcpListener::bind(address).await?;
+                let server = StandIn::serve(listener, tls)?;
+                let _ = ready_tx.send(server.switch());
+                // Until told to stop, or until the owner is gone (a dropped
+                // sender ends the wait too).
+                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+                drop(server);
+                Ok(())
+            })
+        })?;
+        let switch = ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| {
+                std::io::Error::other(format!("the stand-in on {address} did not start"))
+            })?;
+        Ok(Self {
+            switch,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn switch(&self) -> &Switch {
+        &self.switch
+    }
+
+    /// Stops the server: its listener closes and new connections are refused.
+    pub fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for InNamespace {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
