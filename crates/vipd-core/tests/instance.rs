@@ -739,3 +739,52 @@ fn a_new_master_announces_again_after_the_reannounce_delay() {
     }
     assert_eq!(announced_at, vec![Duration::from_secs(5)]);
 }
+
+/// The designated successor (the configuration proves no better backup
+/// exists) skips Skew_Time: at once on priority 0, after exactly 3
+/// intervals of silence. A tracker that lowers its priority restores it.
+#[test]
+fn designated_successor_takes_over_without_skew() {
+    let successor = |priority| {
+        let mut instance = Instance::new(Config {
+            designated_successor: true,
+            ..config(priority)
+        })
+        .unwrap();
+        instance.startup(ms(0));
+        drain(&mut instance);
+        instance
+    };
+    let mut instance = successor(100);
+    instance
+        .handle_advert(ms(500), PEER_HIGH, &advert(150, 100))
+        .unwrap();
+    assert_eq!(instance.skew_time(), Duration::ZERO);
+    assert_eq!(instance.master_down_interval(), Duration::from_secs(3));
+    instance
+        .handle_advert(ms(900), PEER_HIGH, &advert(0, 100))
+        .unwrap();
+    assert_eq!(
+        instance.next_timeout(),
+        Some(ms(900)),
+        "no skew after priority 0"
+    );
+
+    let mut silent = successor(100);
+    silent
+        .handle_advert(ms(500), PEER_HIGH, &advert(150, 100))
+        .unwrap();
+    assert_eq!(
+        silent.next_timeout(),
+        Some(ms(3500)),
+        "3 x interval, no skew"
+    );
+
+    // A tracker lowered the priority: the RFC skew is back.
+    let mut lowered = successor(100);
+    lowered.set_priority(ms(100), 60);
+    lowered
+        .handle_advert(ms(500), PEER_HIGH, &advert(150, 100))
+        .unwrap();
+    assert_eq!(lowered.skew_time(), Duration::from_micros(765_625));
+}

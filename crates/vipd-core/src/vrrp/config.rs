@@ -44,6 +44,15 @@ pub struct Config {
     /// hosts and switches may have learned its MAC meanwhile; keepalived's
     /// `garp_lower_prio_repeat` exists for the same reason.
     pub announce_on_lower_priority: bool,
+    /// This router is known to be the designated successor: the highest
+    /// priority of every router of the group except the master's. Skew_Time
+    /// (RFC 5798 §6.1) exists to let the best backup win a race with the
+    /// others; when the configuration proves there is no better backup, the
+    /// skew only delays the takeover, so the successor uses none: it takes
+    /// over 3 advert intervals after the master falls silent, and at once on
+    /// a priority 0 advert. Only while its priority is the configured one
+    /// (a tracker that lowers it may make another backup the best).
+    pub designated_successor: bool,
     /// A second round of gratuitous ARPs / NAs this long after becoming
     /// Master (keepalived's `garp_master_delay`, 5 s by default): a switch
     /// port still in STP learning, or a host that missed the first round,
@@ -67,6 +76,7 @@ impl Config {
             auth: Auth::None,
             checksum_mode: ChecksumMode::default(),
             announce_on_lower_priority: true,
+            designated_successor: false,
             reannounce_after: Some(Duration::from_secs(5)),
         }
     }

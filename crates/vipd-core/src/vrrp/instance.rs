@@ -314,8 +314,13 @@ impl Instance {
         }
     }
 
-    /// RFC 5798 §6.1 Skew_Time for the current priority and master interval.
+    /// RFC 5798 §6.1 Skew_Time for the current priority and master interval;
+    /// zero for the designated successor at its configured priority (see
+    /// [`Config::designated_successor`]).
     pub fn skew_time(&self) -> Duration {
+        if self.config.designated_successor && self.priority == self.config.priority {
+            return Duration::ZERO;
+        }
         match self.config.version {
             Version::V2 => skew_time_v2(self.priority),
             Version::V3 => skew_time_v3(self.priority, self.master_adver_interval),

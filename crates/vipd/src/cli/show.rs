@@ -104,6 +104,12 @@ pub fn render_text(plan: &NodePlan) -> String {
             peers.join(", ")
         };
         let _ = writeln!(out, "  mode          {mode}, to {peers}");
+        if vrrp.designated_successor {
+            let _ = writeln!(
+                out,
+                "  successor     designated: takes over without Skew_Time"
+            );
+        }
         if vrrp.preempt {
             let _ = writeln!(out, "  preempt       yes, after {}", vrrp.preempt_delay);
         } else {

@@ -266,6 +266,31 @@ impl ClusterSpec {
             announce: self.vip.announce.clone(),
             notify: self.vip.notify.clone(),
             trackers: self.trackers_of(node),
+            designated_successor: self.is_designated_successor(node),
+        }
+    }
+
+    /// Whether `node` is the one backup that the file proves is the best
+    /// after the master: the second-highest priority, strictly above the
+    /// rest and strictly below the top. Only with `fast_takeover` and when
+    /// the file lists every router of the VRID (no `unicast_peers` list,
+    /// which names routers this file does not describe).
+    pub fn is_designated_successor(&self, node: &NodeSpec) -> bool {
+        if !self.vip.fast_takeover || self.vip.unicast_peers.is_some() {
+            return false;
+        }
+        let mut priorities: Vec<u32> = self
+            .nodes_with(Role::Vip)
+            .filter_map(|n| n.priority)
+            .collect();
+        priorities.sort_unstable_by(|a, b| b.cmp(a));
+        match (priorities.first(), priorities.get(1), node.priority) {
+            (Some(&top), Some(&second), Some(own)) => {
+                own == second
+                    && second < top
+                    && priorities.get(2).is_none_or(|&third| third < second)
+            }
+            _ => false,
         }
     }
 
@@ -385,6 +410,8 @@ pub struct VrrpPlan {
     pub notify: NotifySection,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trackers: Vec<TrackerPlan>,
+    /// Takes over without Skew_Time (see `ClusterSpec::is_designated_successor`).
+    pub designated_successor: bool,
 }
 
 /// A tracker as one node runs it.

@@ -240,6 +240,11 @@ pub struct VipSection {
     /// VRRPv3 over IPv4 checksum convention. Default `keepalived`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<ChecksumMode>,
+    /// The designated successor (the second-highest priority) skips
+    /// Skew_Time. Default true; it assumes this file lists every router of
+    /// the VRID (it is off when `unicast_peers` names others).
+    #[serde(default = "default_true")]
+    pub fast_takeover: bool,
     /// Gratuitous ARP / unsolicited NA on becoming master.
     #[serde(default)]
     pub announce: AnnounceSection,

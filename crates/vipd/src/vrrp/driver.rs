@@ -93,6 +93,7 @@ impl DriverConfig {
             Some(spec::ChecksumMode::Rfc9568) => ChecksumMode::Rfc9568,
             Some(spec::ChecksumMode::Keepalived) | None => ChecksumMode::Keepalived,
         };
+        core.designated_successor = plan.designated_successor;
         let repeat = plan.announce.repeat_after.get();
         core.reannounce_after = (!repeat.is_zero()).then_some(repeat);
         core.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
