@@ -182,8 +182,21 @@ async fn round_robin_spreads_and_echo_round_trips() {
 }
 
 #[tokio::test]
-async fn half_close_works_in_both_directions() {
+async fn half_close_works_in_both_directions_with_splice() {
+    half_close_in_both_directions(true).await;
+}
+
+#[tokio::test]
+async fn half_close_works_in_both_directions_with_copy() {
+    half_close_in_both_directions(false).await;
+}
+
+async fn half_close_in_both_directions(splice: bool) {
     let backend = EchoBackend::start("b1").await;
+    let settings = || ProxySection {
+        splice,
+        ..settings()
+    };
     let p = proxy(&[("b1", backend.address, false)], settings(), 1000).await;
     // Client closes its sending side first, then still reads the echo.
     let (mut s, _) = hello(p.address).await;
@@ -484,12 +497,25 @@ async fn a_thousand_concurrent_clients() {
     );
 }
 
-/// Streams `total` bytes through the proxy and back, comparing checksums.
+/// Streams 2 GiB through the proxy and back, comparing checksums.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_gib_arrive_intact() {
-    const TOTAL: u64 = 2 << 30;
+async fn two_gib_arrive_intact_with_splice() {
+    bulk_round_trip(2 << 30, true).await;
+}
+
+/// The copy path, with less data: it is the same loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_gib_arrives_intact_with_copy() {
+    bulk_round_trip(1 << 29, false).await;
+}
+
+async fn bulk_round_trip(total: u64, splice: bool) {
     let backend = EchoBackend::start("b1").await;
-    let p = proxy(&[("b1", backend.address, false)], settings(), 10_000).await;
+    let settings = ProxySection {
+        splice,
+        ..settings()
+    };
+    let p = proxy(&[("b1", backend.address, false)], settings, 10_000).await;
     let (stream, _) = hello(p.address).await;
     let (mut r, mut w) = stream.into_split();
     let writer = tokio::spawn(async move {
@@ -497,7 +523,7 @@ async fn two_gib_arrive_intact() {
         let mut sum = Fnv::default();
         let mut chunk = vec![0u8; 256 * 1024];
         let mut sent = 0u64;
-        while sent < TOTAL {
+        while sent < total {
             for word in chunk.chunks_exact_mut(8) {
                 state ^= state << 13;
                 state ^= state >> 7;
@@ -522,7 +548,7 @@ async fn two_gib_arrive_intact() {
         sum.update(&buffer[..n]);
         received += n as u64;
     }
-    assert_eq!(received, TOTAL);
+    assert_eq!(received, total);
     assert_eq!(sum.0, writer.await.unwrap(), "checksums differ");
 }
 

@@ -107,6 +107,10 @@ pub struct ProxySection {
     /// Send a PROXY protocol v2 header to backends. Default false.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Forward with splice(2) (zero copy) rather than through a buffer.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub splice: bool,
     /// Workers listen on 127.0.0.1 and [::1] at `worker_port` and balance
     /// over every plane (the kubespray / k3s node-local pattern).
     #[serde(default)]
@@ -125,6 +129,7 @@ impl Default for ProxySection {
             drain_timeout: default_drain_timeout(),
             close_sessions_on_down: false,
             proxy_protocol: false,
+            splice: true,
             worker_local: false,
             worker_port: default_worker_port(),
         }

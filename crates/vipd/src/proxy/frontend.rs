@@ -99,6 +99,7 @@ pub async fn run(
         idle_timeout: settings.idle_timeout.get(),
         proxy_protocol: settings.proxy_protocol,
         close_sessions_on_down: settings.close_sessions_on_down,
+        splice: settings.splice,
     });
     let limit = Arc::new(Semaphore::new(settings.max_connections as usize));
     let stats = Arc::new(FrontendStats::default());

@@ -5,6 +5,7 @@
 //!   the balancing order (round robin, least connections, local first);
 //! - [`session`]: one client: connect to the first backend that answers,
 //!   then forward both ways with half-close and an idle timeout;
+//! - [`splice`]: the zero-copy path (socket → pipe → socket);
 //! - [`proxy_protocol`]: the PROXY protocol v2 header;
 //! - [`frontend`]: the listener, its connection limit, health checkers and drain.
 
@@ -12,3 +13,4 @@ pub mod frontend;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod session;
+pub mod splice;

@@ -20,6 +20,7 @@ use tracing::debug;
 
 use super::pool::{Backend, Pool};
 use super::proxy_protocol;
+use super::splice::{self, Moved};
 
 /// What every session of a frontend shares.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     pub proxy_protocol: bool,
     pub close_sessions_on_down: bool,
+    /// Forward with splice(2) instead of copying through user space.
+    pub splice: bool,
 }
 
 /// Bytes read per wake-up at most: as much as a socket typically has queued.
@@ -106,11 +109,11 @@ pub async fn serve(
     let (to_backend, to_client) = if settings.close_sessions_on_down {
         let marked_down = backend.marked_down.notified();
         tokio::select! {
-            result = forward(client, server, settings.idle_timeout, &backend) => result?,
+            result = forward(client, server, settings, &backend) => result?,
             () = marked_down => return Err(SessionError::BackendDown(backend.name.clone())),
         }
     } else {
-        forward(client, server, settings.idle_timeout, &backend).await?
+        forward(client, server, settings, &backend).await?
     };
     Ok(Finished {
         backend: backend.name.clone(),
@@ -124,73 +127,92 @@ pub async fn serve(
 async fn forward(
     client: TcpStream,
     server: TcpStream,
-    idle: Duration,
+    settings: &SessionSettings,
     backend: &Backend,
 ) -> Result<(u64, u64), SessionError> {
     let started = Instant::now();
     let last_activity = AtomicU64::new(0);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pipe(
-        client_read,
-        server_write,
-        idle,
+    let direction = |from, to, counter| Direction {
+        from,
+        to,
+        idle: settings.idle_timeout,
+        splice: settings.splice,
         started,
-        &last_activity,
-        &backend.bytes_to_backend,
-    );
-    let down = pipe(
-        server_read,
-        client_write,
-        idle,
-        started,
-        &last_activity,
-        &backend.bytes_to_client,
-    );
+        last_activity: &last_activity,
+        counter,
+    };
+    let up = direction(client_read, server_write, &backend.bytes_to_backend).run();
+    let down = direction(server_read, client_write, &backend.bytes_to_client).run();
     // An error on either side ends both: dropping the halves closes the sockets.
     Ok(tokio::try_join!(up, down)?)
 }
 
-/// One direction. On EOF, passes the FIN on and returns: the other
-/// direction keeps going.
-async fn pipe(
+/// One direction of a session.
+struct Direction<'a> {
     from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+    to: OwnedWriteHalf,
     idle: Duration,
+    splice: bool,
     started: Instant,
-    last_activity: &AtomicU64,
-    counter: &AtomicU64,
-) -> Result<u64, SessionError> {
-    let mut total = 0u64;
-    loop {
-        match tokio::time::timeout(idle, from.readable()).await {
-            Ok(ready) => ready?,
-            Err(_) => {
-                // Idle only if the other direction was quiet too.
-                let last = Duration::from_millis(last_activity.load(Ordering::Relaxed));
-                if started.elapsed().saturating_sub(last) >= idle {
-                    return Err(SessionError::Idle(idle));
+    last_activity: &'a AtomicU64,
+    counter: &'a AtomicU64,
+}
+
+impl Direction<'_> {
+    /// Forwards until EOF, then passes the FIN on and returns: the other
+    /// direction keeps going.
+    async fn run(mut self) -> Result<u64, SessionError> {
+        let mut total = 0u64;
+        loop {
+            match tokio::time::timeout(self.idle, self.from.readable()).await {
+                Ok(ready) => ready?,
+                Err(_) => {
+                    // Idle only if the other direction was quiet too.
+                    let last = Duration::from_millis(self.last_activity.load(Ordering::Relaxed));
+                    if self.started.elapsed().saturating_sub(last) >= self.idle {
+                        return Err(SessionError::Idle(self.idle));
+                    }
+                    continue;
                 }
-                continue;
+            }
+            let (moved, eof) = if self.splice {
+                match splice::forward_ready(&self.from, &self.to).await? {
+                    Moved::Bytes(n) => (n, false),
+                    Moved::Eof(n) => (n, true),
+                }
+            } else {
+                self.copy_ready().await?
+            };
+            if moved > 0 {
+                total += moved;
+                self.counter.fetch_add(moved, Ordering::Relaxed);
+                let now = self.started.elapsed().as_millis() as u64;
+                self.last_activity.store(now, Ordering::Relaxed);
+            }
+            if eof {
+                // Half-close: FIN onward; a peer that already left is fine.
+                let _ = self.to.shutdown().await;
+                return Ok(total);
             }
         }
+    }
+
+    /// The portable path: what is queued, through a buffer that exists only
+    /// while bytes flow. Returns the bytes moved and whether EOF came.
+    async fn copy_ready(&mut self) -> Result<(u64, bool), SessionError> {
         let mut buffer = Vec::with_capacity(CHUNK);
+        let mut moved = 0u64;
         loop {
             buffer.clear();
-            match from.try_read_buf(&mut buffer) {
-                Ok(0) => {
-                    // Half-close: FIN onward; a peer that already left is fine.
-                    let _ = to.shutdown().await;
-                    return Ok(total);
-                }
+            match self.from.try_read_buf(&mut buffer) {
+                Ok(0) => return Ok((moved, true)),
                 Ok(n) => {
-                    to.write_all(&buffer).await?;
-                    total += n as u64;
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
-                    let now = started.elapsed().as_millis() as u64;
-                    last_activity.store(now, Ordering::Relaxed);
+                    self.to.write_all(&buffer).await?;
+                    moved += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((moved, false)),
                 Err(e) => return Err(e.into()),
             }
         }
