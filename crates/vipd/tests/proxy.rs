@@ -650,3 +650,37 @@ async fn close_sessions_on_down_cuts_the_sessions_of_a_backend_marked_down() {
         .unwrap();
     assert_eq!(&echo, b"alive");
 }
+
+#[tokio::test]
+async fn idle_sessions_close_and_busy_ones_stay() {
+    let backend = EchoBackend::start("b1").await;
+    let settings = ProxySection {
+        idle_timeout: Interval::from_millis(300),
+        ..settings()
+    };
+    let p = proxy(&[("b1", backend.address, false)], settings, 10_000).await;
+    // Silent in both directions: closed after the idle timeout.
+    let (mut idle, _) = hello(p.address).await;
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(BOUND, idle.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    // Traffic every 100 ms keeps a session open well past the timeout.
+    let (mut busy, _) = hello(p.address).await;
+    for _ in 0..10 {
+        busy.write_all(b"x").await.unwrap();
+        let mut echo = [0u8; 1];
+        tokio::time::timeout(BOUND, busy.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

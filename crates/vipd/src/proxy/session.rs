@@ -96,12 +96,12 @@ pub async fn serve(
     pool: &Pool,
     settings: &SessionSettings,
 ) -> Result<Finished, SessionError> {
-    let local_address = client.local_addr()?;
     let (mut server, backend, retries) = connect(pool, settings.connect_timeout).await?;
     let _session = backend.open_session();
     tune(&client)?;
     tune(&server)?;
     if settings.proxy_protocol {
+        let local_address = client.local_addr()?;
         server
             .write_all(&proxy_protocol::header_v2(client_address, local_address))
             .await?;
@@ -165,15 +165,22 @@ impl Direction<'_> {
     /// direction keeps going.
     async fn run(mut self) -> Result<u64, SessionError> {
         let mut total = 0u64;
+        // One timer for the session's life, re-armed only when it fires: a
+        // timer per wake-up would cost a timer-wheel insert per request.
+        let idle_timer = tokio::time::sleep(self.idle);
+        tokio::pin!(idle_timer);
         loop {
-            match tokio::time::timeout(self.idle, self.from.readable()).await {
-                Ok(ready) => ready?,
-                Err(_) => {
+            tokio::select! {
+                biased;
+                ready = self.from.readable() => ready?,
+                () = &mut idle_timer => {
                     // Idle only if the other direction was quiet too.
                     let last = Duration::from_millis(self.last_activity.load(Ordering::Relaxed));
-                    if self.started.elapsed().saturating_sub(last) >= self.idle {
+                    let quiet = self.started.elapsed().saturating_sub(last);
+                    if quiet >= self.idle {
                         return Err(SessionError::Idle(self.idle));
                     }
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + (self.idle - quiet));
                     continue;
                 }
             }

@@ -2,9 +2,9 @@
 //! never enter user space. Pipes come from a small pool and are held only
 //! while bytes flow, so an idle session costs no pipe (and no descriptors).
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
 
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use tokio::io::Interest;
@@ -13,10 +13,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 /// A pipe's capacity: large enough that one splice moves what a socket
 /// typically has queued (the default 64 KiB halves bulk throughput).
 const PIPE_SIZE: i32 = 1 << 20;
-/// Pipes kept for reuse; beyond this they are closed.
+/// Pipes kept for reuse per thread; beyond this they are closed.
 const POOL_LIMIT: usize = 256;
 
-static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
+thread_local! {
+    // Per worker thread: no lock on the forwarding path.
+    static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A pipe: the kernel buffer the bytes pass through.
 #[derive(Debug)]
@@ -27,7 +30,7 @@ pub struct Pipe {
 
 impl Pipe {
     fn take() -> io::Result<Pipe> {
-        if let Some(pipe) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(pipe) = POOL.with_borrow_mut(Vec::pop) {
             return Ok(pipe);
         }
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
@@ -38,10 +41,11 @@ impl Pipe {
 
     /// Returns an empty pipe to the pool.
     fn give_back(self) {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOL_LIMIT {
-            pool.push(self);
-        }
+        POOL.with_borrow_mut(|pool| {
+            if pool.len() < POOL_LIMIT {
+                pool.push(self);
+            }
+        });
     }
 }
 
