@@ -193,3 +193,45 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
+
+/// For commands that need a valid cluster file: reads and checks it, and
+/// returns the plan of `node` with the spec. Errors are printed with their
+/// source excerpt, and the command exits 1.
+pub(crate) fn load_node_plan(
+    config: &std::path::Path,
+    secrets: Option<&std::path::Path>,
+    node: &str,
+) -> Result<(crate::config::ClusterSpec, crate::config::NodePlan), ExitCode> {
+    use crate::config::Severity;
+    let checked = crate::config::check_file(config, secrets).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", config.display());
+        ExitCode::FAILURE
+    })?;
+    let spec = match (checked.spec.as_ref(), checked.errors()) {
+        (Some(spec), 0) => spec,
+        _ => {
+            for d in checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+            {
+                eprint!("{}", checked.source.render(d));
+            }
+            eprintln!(
+                "error: {} does not pass `vipd check`; fix the errors above first",
+                config.display()
+            );
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    let Some(plan) = spec.plan(node) else {
+        let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
+        eprintln!(
+            "error: no node \"{node}\" in {}; the nodes are: {}",
+            config.display(),
+            names.join(", ")
+        );
+        return Err(ExitCode::FAILURE);
+    };
+    Ok((spec.clone(), plan))
+}

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::RenderArgs;
+use crate::config::NodePlan;
 use crate::config::spec::{Datapath, Role};
-use crate::config::{self, NodePlan, Severity};
 use crate::nftables::ruleset;
 
 /// `vipd render nftables`: the DNAT table, every plane healthy.
@@ -47,39 +47,8 @@ pub fn nftables(args: &RenderArgs) -> ExitCode {
     }
 }
 
-/// The checked cluster file's plan for `args.node`, with the datapath it
-/// chose; errors are printed, and the exit code returned.
+/// The checked cluster file's plan for `args.node`, with the datapath it chose.
 fn load_plan(args: &RenderArgs) -> Result<(NodePlan, Datapath), ExitCode> {
-    let checked = config::check_file(&args.config, args.secrets.as_deref()).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", args.config.display());
-        ExitCode::FAILURE
-    })?;
-    let spec = match (&checked.spec, checked.errors()) {
-        (Some(spec), 0) => spec,
-        _ => {
-            for d in checked
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-            {
-                eprint!("{}", checked.source.render(d));
-            }
-            eprintln!(
-                "error: {} does not pass `vipd check`; fix the errors above first",
-                args.config.display()
-            );
-            return Err(ExitCode::FAILURE);
-        }
-    };
-    let Some(plan) = spec.plan(&args.node) else {
-        let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
-        eprintln!(
-            "error: no node \"{}\" in {}; the nodes are: {}",
-            args.node,
-            args.config.display(),
-            names.join(", ")
-        );
-        return Err(ExitCode::FAILURE);
-    };
+    let (spec, plan) = super::load_node_plan(&args.config, args.secrets.as_deref(), &args.node)?;
     Ok((plan, spec.api.datapath))
 }

@@ -6,42 +6,11 @@ use std::process::ExitCode;
 use super::ShowArgs;
 use crate::config::resolve::{HealthCheck, NodePlan};
 use crate::config::spec::{CheckKind, VrrpMode};
-use crate::config::{self, Severity};
 
 pub fn run(args: &ShowArgs) -> ExitCode {
-    let checked = match config::check_file(&args.config, args.secrets.as_deref()) {
-        Ok(checked) => checked,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", args.config.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let spec = match (&checked.spec, checked.errors()) {
-        (Some(spec), 0) => spec,
-        _ => {
-            for d in checked
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-            {
-                eprint!("{}", checked.source.render(d));
-            }
-            eprintln!(
-                "error: {} does not pass `vipd check`; fix the errors above first",
-                args.config.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(plan) = spec.plan(&args.node) else {
-        let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
-        eprintln!(
-            "error: no node \"{}\" in {}; the nodes are: {}",
-            args.node,
-            args.config.display(),
-            names.join(", ")
-        );
-        return ExitCode::FAILURE;
+    let plan = match super::load_node_plan(&args.config, args.secrets.as_deref(), &args.node) {
+        Ok((_, plan)) => plan,
+        Err(code) => return code,
     };
     if args.json {
         println!(
