@@ -490,3 +490,85 @@ fn vrrp_v3_ipv6_failover() {
         dump()
     );
 }
+
+/// A graceful stop under load: a client keeps opening connections to
+/// VIP:7000 (a listener on each holder) every 2 ms while the master stops;
+/// no connect may fail. Connects use a 3 s timeout, as real clients have
+/// one; a SYN lost in the handover is retransmitted by the kernel.
+#[test]
+fn a_graceful_handover_fails_no_connect() {
+    if !require_root("a_graceful_handover_fails_no_connect") {
+        return;
+    }
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut lab = Lab::with_hosts(&cluster("multicast", 3, "100ms", ""), None, 3);
+    // Each holder accepts on every address at port 7000 (the VIP included).
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut servers = Vec::new();
+    for host in &lab.hosts[..2] {
+        let stop = Arc::clone(&stop);
+        servers.push(
+            host.spawn_thread(move || {
+                let listener = std::net::TcpListener::bind("0.0.0.0:7000").unwrap();
+                listener.set_nonblocking(true).unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    match listener.accept() {
+                        Ok((stream, _)) => drop(stream),
+                        Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            })
+            .unwrap(),
+        );
+    }
+    lab.start(0);
+    lab.start(1);
+    lab.expect_holders(&[0], Duration::from_secs(10), "h1 is master");
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        lab.hosts[2]
+            .spawn_thread(move || {
+                let vip: SocketAddr = format!("{VIP}:7000").parse().unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    match std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(3)) {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+            .unwrap()
+    };
+    let wait_ok = |at_least: u64| {
+        Topology::wait_for(Duration::from_secs(10), Duration::from_millis(5), || {
+            ok.load(Ordering::Relaxed) >= at_least
+        })
+    };
+    assert!(wait_ok(100), "no traffic through the VIP\n{}", lab.logs());
+    lab.signal(0, Signal::SIGTERM);
+    lab.expect_holders(&[1], Duration::from_secs(10), "graceful handover");
+    let after = ok.load(Ordering::Relaxed);
+    assert!(
+        wait_ok(after + 200),
+        "traffic did not resume\n{}",
+        lab.logs()
+    );
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap().unwrap();
+    for server in servers {
+        server.join().unwrap().unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "{} of {} connects failed\n{}",
+        failed.load(Ordering::Relaxed),
+        ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed),
+        lab.logs()
+    );
+}
