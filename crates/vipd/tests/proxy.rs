@@ -684,3 +684,25 @@ async fn idle_sessions_close_and_busy_ones_stay() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The client leg gets TCP_NODELAY and keepalive from the listener: Linux
+/// copies them to accepted sockets, so no system call per connection.
+#[tokio::test]
+async fn accepted_sockets_inherit_nodelay_and_keepalive() {
+    let listener = frontend::bind(SocketAddr::new(LOCALHOST, 0), 16, false).unwrap();
+    let address = listener.local_addr().unwrap();
+    let _client = TcpStream::connect(address).await.unwrap();
+    let (accepted, _) = listener.accept().await.unwrap();
+    let socket = socket2::SockRef::from(&accepted);
+    assert!(socket.tcp_nodelay().unwrap());
+    assert!(socket.keepalive().unwrap());
+    assert_eq!(
+        socket.tcp_keepalive_time().unwrap(),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        socket.tcp_keepalive_interval().unwrap(),
+        Duration::from_secs(10)
+    );
+    assert_eq!(socket.tcp_keepalive_retries().unwrap(), 6);
+}

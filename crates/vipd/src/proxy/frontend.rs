@@ -49,6 +49,8 @@ pub fn bind(listen: SocketAddr, backlog: i32, freebind: bool) -> anyhow::Result<
     };
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    // Accepted sockets inherit these: no per-connection system calls.
+    super::session::tune(socket2::SockRef::from(&socket))?;
     if listen.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -58,16 +58,16 @@ pub struct Finished {
     pub retries: usize,
 }
 
-/// TCP keepalive on both legs: a peer that vanished (power loss, a dead
+/// TCP_NODELAY and TCP keepalive on both legs: a peer that vanished (power loss, a dead
 /// WireGuard tunnel) is noticed within minutes instead of holding the
 /// session for the whole idle timeout.
-fn tune(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+pub fn tune(socket: SockRef<'_>) -> io::Result<()> {
+    socket.set_tcp_nodelay(true)?;
     let keepalive = TcpKeepalive::new()
         .with_time(Duration::from_secs(60))
         .with_interval(Duration::from_secs(10))
         .with_retries(6);
-    SockRef::from(stream).set_tcp_keepalive(&keepalive)
+    socket.set_tcp_keepalive(&keepalive)
 }
 
 /// Connects to the first backend of the pool's order that accepts in time.
@@ -98,8 +98,9 @@ pub async fn serve(
 ) -> Result<Finished, SessionError> {
     let (mut server, backend, retries) = connect(pool, settings.connect_timeout).await?;
     let _session = backend.open_session();
-    tune(&client)?;
-    tune(&server)?;
+    // The client side inherited these from the listener (Linux copies
+    // TCP_NODELAY and the keepalive settings to accepted sockets).
+    tune(SockRef::from(&server))?;
     if settings.proxy_protocol {
         let local_address = client.local_addr()?;
         server
