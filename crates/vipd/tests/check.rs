@@ -141,6 +141,35 @@ fn every_rule_has_a_failing_fixture_and_documentation() {
     }
 }
 
+/// The other way round: every code a fixture produces is in the catalogue
+/// (`--list-rules`), so no rule is reported without being listed.
+#[test]
+fn every_reported_code_is_in_the_catalogue() {
+    let (list, _, _) = vipd(&["check", "--list-rules"]);
+    let codes: Vec<&str> = list
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    for fixture in fixtures() {
+        let expected =
+            std::fs::read_to_string(fixture.with_extension("expected")).unwrap_or_default();
+        for line in expected.lines() {
+            let Some(rest) = line
+                .strip_prefix("error[")
+                .or_else(|| line.strip_prefix("warning["))
+            else {
+                continue;
+            };
+            let code = rest.split(']').next().unwrap();
+            assert!(
+                codes.contains(&code),
+                "{code} (in {}) is not in --list-rules",
+                fixture.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn json_report_gives_code_place_and_help() {
     let (stdout, _, code) = vipd(&[

@@ -206,6 +206,17 @@ pub const RULES: &[Rule] = &[
         W,
         "[nodes.wireguard] without a [mesh] section",
     ),
+    rule(
+        "notify-command",
+        E,
+        "an empty notify command, or (warning) one without an absolute path",
+    ),
+    rule("track-weight", E, "a tracker weight outside -253..=253"),
+    rule(
+        "track-not-applicable",
+        W,
+        "a tracker that some VIP holders cannot run (they are not planes)",
+    ),
 ];
 
 /// What the rules look at.
