@@ -67,8 +67,9 @@ pub enum Command {
     Run(RunArgs),
 }
 
+/// The cluster file, the node and the secrets: what every per-node command takes.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct NodeArgs {
     /// The cluster file.
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
@@ -78,6 +79,12 @@ pub struct RunArgs {
     /// The secrets file (as for `vipd check`).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Worker threads for the proxy (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -129,15 +136,8 @@ pub enum RenderCommand {
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The cluster file.
-    #[arg(short, long, value_name = "FILE")]
-    pub config: PathBuf,
-    /// The node to render for, by its name in the cluster file.
-    #[arg(short, long, value_name = "NAME")]
-    pub node: String,
-    /// The secrets file (as for `vipd check`).
-    #[arg(long, value_name = "FILE")]
-    pub secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,15 +153,8 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The cluster file.
-    #[arg(short, long, value_name = "FILE")]
-    pub config: PathBuf,
-    /// The node to show, by its name in the cluster file.
-    #[arg(short, long, value_name = "NAME")]
-    pub node: String,
-    /// The secrets file (as for `vipd check`).
-    #[arg(long, value_name = "FILE")]
-    pub secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -198,11 +191,14 @@ fn init_logging(format: LogFormat) {
 /// returns the plan of `node` with the spec. Errors are printed with their
 /// source excerpt, and the command exits 1.
 pub(crate) fn load_node_plan(
-    config: &std::path::Path,
-    secrets: Option<&std::path::Path>,
-    node: &str,
+    args: &NodeArgs,
 ) -> Result<(crate::config::ClusterSpec, crate::config::NodePlan), ExitCode> {
     use crate::config::Severity;
+    let (config, secrets, node) = (
+        args.config.as_path(),
+        args.secrets.as_deref(),
+        args.node.as_str(),
+    );
     let checked = crate::config::check_file(config, secrets).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", config.display());
         ExitCode::FAILURE

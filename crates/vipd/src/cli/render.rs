@@ -27,7 +27,7 @@ pub fn nftables(args: &RenderArgs) -> ExitCode {
         } else if datapath == Datapath::Proxy {
             eprintln!(
                 "error: {} sets api.datapath = \"proxy\": the VIP holder proxies VIP:port in user space and loads no DNAT table; set api.datapath = \"dnat\" for the kernel datapath",
-                args.config.display()
+                args.node.config.display()
             );
         } else {
             eprintln!("error: node \"{}\" has no DNAT datapath", plan.node);
@@ -47,8 +47,8 @@ pub fn nftables(args: &RenderArgs) -> ExitCode {
     }
 }
 
-/// The checked cluster file's plan for `args.node`, with the datapath it chose.
+/// The checked cluster file's plan for `args.node.node`, with the datapath it chose.
 fn load_plan(args: &RenderArgs) -> Result<(NodePlan, Datapath), ExitCode> {
-    let (spec, plan) = super::load_node_plan(&args.config, args.secrets.as_deref(), &args.node)?;
+    let (spec, plan) = super::load_node_plan(&args.node)?;
     Ok((plan, spec.api.datapath))
 }

@@ -23,7 +23,8 @@ use crate::config::{self, Severity};
 use crate::proxy::frontend;
 use crate::vrrp::driver::{self, DriverConfig, Status};
 
-pub fn run(args: &RunArgs) -> ExitCode {
+pub fn run(run_args: &RunArgs) -> ExitCode {
+    let args = &run_args.node;
     let checked = match config::check_file(&args.config, args.secrets.as_deref()) {
         Ok(checked) => checked,
         Err(e) => {
@@ -72,7 +73,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         None => None,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
+    if let Some(threads) = run_args.threads {
         builder.worker_threads(threads);
     }
     let runtime = match builder.enable_all().build() {

@@ -8,7 +8,7 @@ use crate::config::resolve::{HealthCheck, NodePlan};
 use crate::config::spec::{CheckKind, VrrpMode};
 
 pub fn run(args: &ShowArgs) -> ExitCode {
-    let plan = match super::load_node_plan(&args.config, args.secrets.as_deref(), &args.node) {
+    let plan = match super::load_node_plan(&args.node) {
         Ok((_, plan)) => plan,
         Err(code) => return code,
     };
