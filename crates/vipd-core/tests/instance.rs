@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use vipd_core::vrrp::{
     Accepted, Action, Advertisement, Auth, Centiseconds, Config, ConfigError, FaultReason,
-    Instance, Reason, Rejected, State, Timestamp, Version, VersionFields,
+    Instance, Reason, ReconfigureError, Rejected, State, Timestamp, Version, VersionFields,
 };
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
@@ -787,4 +787,81 @@ fn designated_successor_takes_over_without_skew() {
         .handle_advert(ms(500), PEER_HIGH, &advert(150, 100))
         .unwrap();
     assert_eq!(lowered.skew_time(), Duration::from_micros(765_625));
+}
+
+#[test]
+fn reconfigure_keeps_a_master_master_and_announces_a_new_interval() {
+    let mut instance = master(150);
+    let mut changed = config(120);
+    changed.advert_interval = Centiseconds(50);
+    changed.preempt = false;
+    instance.reconfigure(ms(5000), changed).unwrap();
+    assert_eq!(instance.state(), State::Master);
+    assert_eq!(instance.priority(), 120);
+    let actions = drain(&mut instance);
+    // No state change, no VIP removal: one advert at once with the new interval.
+    assert_eq!(sent_priorities(&actions), vec![120]);
+    assert!(
+        actions.iter().all(|a| matches!(a, Action::SendAdvert(_))),
+        "{actions:?}"
+    );
+    match &actions[0] {
+        Action::SendAdvert(advert) => {
+            assert_eq!(advert.advert_interval(), Duration::from_millis(500))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(instance.next_timeout(), Some(ms(5500)));
+}
+
+#[test]
+fn reconfigure_keeps_a_backup_following_its_master() {
+    let mut instance = started(100);
+    instance
+        .handle_advert(ms(100), PEER_HIGH, &advert(200, 100))
+        .unwrap();
+    drain(&mut instance);
+    let timer = instance.next_timeout();
+    instance.reconfigure(ms(200), config(90)).unwrap();
+    assert_eq!(instance.state(), State::Backup);
+    assert_eq!(instance.master().unwrap().address, PEER_HIGH);
+    assert_eq!(instance.next_timeout(), timer, "the running timer is kept");
+    assert!(drain(&mut instance).is_empty());
+}
+
+#[test]
+fn reconfigure_refuses_what_identifies_the_router() {
+    let mut instance = master(150);
+    let mut other_vrid = config(150);
+    other_vrid.vrid = 52;
+    assert_eq!(
+        instance.reconfigure(ms(10), other_vrid),
+        Err(ReconfigureError::NeedsRestart { field: "vrid" })
+    );
+    let mut owner = config(255);
+    owner.priority = 255;
+    assert!(matches!(
+        instance.reconfigure(ms(10), owner),
+        Err(ReconfigureError::NeedsRestart { .. })
+    ));
+    let mut invalid = config(150);
+    invalid.auth = Auth::simple_password(b"x");
+    assert_eq!(
+        instance.reconfigure(ms(10), invalid),
+        Err(ReconfigureError::Invalid(ConfigError::AuthWithV3))
+    );
+    // Nothing changed.
+    assert_eq!(instance.state(), State::Master);
+    assert_eq!(instance.config().vrid, 51);
+    assert!(drain(&mut instance).is_empty());
+}
+
+#[test]
+fn reason_labels_are_stable_and_address_free() {
+    let from = PEER_HIGH;
+    assert_eq!(Reason::MasterLeft { from }.label(), "master_left");
+    assert_eq!(
+        Reason::Fault(FaultReason::Tracker("apiserver".into())).label(),
+        "fault_tracker"
+    );
 }

@@ -99,6 +99,25 @@ pub enum Reason {
     FaultCleared,
 }
 
+impl Reason {
+    /// A stable name without addresses, for metrics labels and counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reason::Startup => "startup",
+            Reason::AddressOwner => "address_owner",
+            Reason::MasterDownTimerExpired => "master_down_timer_expired",
+            Reason::MasterLeft { .. } => "master_left",
+            Reason::PreemptedLowerPriority { .. } => "preempted_lower_priority",
+            Reason::HigherPriority { .. } => "higher_priority",
+            Reason::EqualPriorityHigherAddress { .. } => "equal_priority_higher_address",
+            Reason::Shutdown => "shutdown",
+            Reason::Fault(FaultReason::InterfaceDown) => "fault_interface_down",
+            Reason::Fault(FaultReason::Tracker(_)) => "fault_tracker",
+            Reason::FaultCleared => "fault_cleared",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -121,6 +140,29 @@ impl fmt::Display for Reason {
         }
     }
 }
+
+/// Why [`Instance::reconfigure`] refused a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconfigureError {
+    Invalid(ConfigError),
+    /// The field identifies the router on the wire: restart the instance.
+    NeedsRestart {
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for ReconfigureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReconfigureError::Invalid(e) => e.fmt(f),
+            ReconfigureError::NeedsRestart { field } => {
+                write!(f, "the {field} changed: the instance must restart")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReconfigureError {}
 
 /// What the IO shell must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -637,6 +679,69 @@ impl Instance {
             self.preempt_allowed_from = now + self.config.preempt_delay;
             self.enter_service(now, Reason::FaultCleared);
         }
+    }
+
+    /// Applies a new configuration without leaving the current state: a
+    /// master stays master, a backup keeps its master and timers.
+    ///
+    /// What identifies the router on the wire (VRID, version, primary
+    /// address, virtual addresses) cannot change in place: the caller must
+    /// shut the instance down and start a new one, and this returns
+    /// [`ReconfigureError::NeedsRestart`] naming the field. The effective
+    /// priority is reset to the new configured one; the caller re-applies
+    /// its tracker weights with [`Instance::set_priority`].
+    pub fn reconfigure(&mut self, now: Timestamp, config: Config) -> Result<(), ReconfigureError> {
+        config.validate().map_err(ReconfigureError::Invalid)?;
+        let old = &self.config;
+        let identity = [
+            ("vrid", old.vrid != config.vrid),
+            ("version", old.version != config.version),
+            (
+                "primary address",
+                old.primary_address != config.primary_address,
+            ),
+            (
+                "virtual addresses",
+                old.virtual_addresses != config.virtual_addresses,
+            ),
+            // The owner skips Backup entirely (§6.4.1): not a change to make live.
+            (
+                "address ownership (priority 255)",
+                (old.priority == PRIORITY_OWNER) != (config.priority == PRIORITY_OWNER),
+            ),
+        ];
+        if let Some((field, _)) = identity.iter().find(|(_, changed)| *changed) {
+            return Err(ReconfigureError::NeedsRestart { field });
+        }
+        let interval_changed = old.advert_interval != config.advert_interval;
+        let preempt_delay_changed = old.preempt_delay != config.preempt_delay;
+        self.priority = config.priority;
+        if preempt_delay_changed && now < self.preempt_allowed_from {
+            // A delay still running is re-measured from now with the new length.
+            self.preempt_allowed_from = now + config.preempt_delay;
+        }
+        self.config = config;
+        match self.state {
+            State::Master => {
+                if interval_changed {
+                    // §6.4.2 (v3): backups learn the interval from our
+                    // adverts; send one now so they do at once.
+                    self.send_advert(self.priority);
+                    self.adver_timer = Some(now + self.config.advert_interval());
+                }
+                self.master_adver_interval = self.config.advert_interval();
+            }
+            State::Backup => {
+                if self.master.is_none() {
+                    // No master heard yet: our own interval stands in for its.
+                    self.master_adver_interval = self.config.advert_interval();
+                }
+            }
+            State::Initialize | State::Fault => {
+                self.master_adver_interval = self.config.advert_interval();
+            }
+        }
+        Ok(())
     }
 
     /// The advertisement this instance sends, with `priority`.

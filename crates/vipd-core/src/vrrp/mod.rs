@@ -49,7 +49,7 @@ pub mod timer;
 pub use config::{Config, ConfigError};
 pub use instance::{
     Accepted, Action, FaultReason, Instance, MasterInfo, PRIORITY_OWNER, PRIORITY_STOP, Reason,
-    Rejected, State,
+    ReconfigureError, Rejected, State,
 };
 pub use packet::{
     Advertisement, Auth, ChecksumMode, DecodeError, DecodeOptions, EncodeError, Ipv4Header,
