@@ -5,12 +5,16 @@
 //!
 //! - [`config`]: the cluster file, its checks, and each node's resolved plan;
 //! - [`cli`]: the command line (`vipd check`, `vipd config show`, ...);
+//! - [`daemon`]: one node's subsystems started, supervised, reloaded and stopped in order;
+//! - [`api`]: the control socket (`vipd status`, `vipd reload`) and the metrics;
 //! - [`lab`]: network-namespace topologies for tests and the lab;
 //! - [`nftables`]: the DNAT datapath of a VIP holder (the `inet vipd` table);
 //! - [`sys`]: the only place where `unsafe` is allowed.
 
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod health;
 pub mod lab;
 pub mod netlink;

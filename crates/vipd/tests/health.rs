@@ -161,6 +161,7 @@ async fn the_checker_follows_rise_and_fall() {
         timeout: Duration::from_millis(500),
         thresholds: Thresholds::new(2, 3),
         initial: Health::Down,
+        record: None,
     };
     let task = checker::spawn(7, check, events_tx);
     let up = tokio::time::timeout(Duration::from_secs(5), events.recv())

@@ -378,6 +378,8 @@ impl Lab {
                 .args(["run", "-c"])
                 .arg(self.file("cluster.toml"))
                 .args(["--node", "h1"])
+                .arg("--socket")
+                .arg(self.file("vipd.sock"))
                 .env("VIPD_LOG", "debug")
                 .stdout(Stdio::null())
                 .stderr(log);

@@ -162,6 +162,8 @@ address = "198.18.0.21"
         .args(["run", "-c"])
         .arg(&config)
         .args(["--node", "worker-1", "--threads", "2"])
+        .arg("--socket")
+        .arg(dir.path().join("worker.sock"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     topo.spawn(command).unwrap();

@@ -113,6 +113,8 @@ impl Lab {
             .args(["run", "-c"])
             .arg(self.dir.path().join("cluster.toml"))
             .args(["--node", &format!("h{}", i + 1)])
+            .arg("--socket")
+            .arg(self.dir.path().join(format!("h{}.sock", i + 1)))
             .env("VIPD_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(log);
@@ -444,6 +446,8 @@ fn vrrp_v3_ipv6_failover() {
             .args(["run", "-c"])
             .arg(dir.path().join("cluster.toml"))
             .args(["--node", &format!("h{}", i + 1)])
+            .arg("--socket")
+            .arg(dir.path().join(format!("h{}.sock", i + 1)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&logs[i]).unwrap());
         pids.push(topo.spawn(command).unwrap());

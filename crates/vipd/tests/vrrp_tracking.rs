@@ -97,6 +97,8 @@ priority = 100
             .args(["run", "-c"])
             .arg(&config)
             .args(["--node", &format!("cp-{}", i + 1)])
+            .arg("--socket")
+            .arg(dir.path().join(format!("cp-{}.sock", i + 1)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&logs[i]).unwrap());
         topo.spawn(command).unwrap();

@@ -5,6 +5,7 @@ mod check;
 mod render;
 mod run;
 mod show;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,23 @@ pub enum Command {
     /// exiting (a second signal exits at once). Logs go to stderr; `VIPD_LOG` sets
     /// the level (default `info`, e.g. `VIPD_LOG=debug`).
     Run(RunArgs),
+    /// Show what a running daemon is doing, from its control socket.
+    ///
+    /// The VRRP state with configured and effective priority (and which
+    /// tracker moved it), the master, whether the VIP is on the interface,
+    /// recent transitions; each proxy frontend's backends with health, last
+    /// check and connection counts; the DNAT target set; the last reload.
+    /// `--json` prints the whole document (a stable, documented schema).
+    Status(StatusArgs),
+    /// Make a running daemon re-read its cluster file (as SIGHUP does) and
+    /// print what changed.
+    ///
+    /// The file is checked first; if it does not pass `vipd check` the
+    /// daemon keeps its running configuration, the errors are printed and
+    /// the exit code is 1. Unchanged listeners keep their sockets and
+    /// sessions; backends and DNAT targets change in place; VRRP settings
+    /// change without giving up mastership where the change allows it.
+    Reload(SocketArgs),
 }
 
 /// The cluster file, the node and the secrets: what every per-node command takes.
@@ -88,6 +106,26 @@ pub struct RunArgs {
     /// Worker threads for the proxy (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// The control socket (`vipd status`, `vipd reload` talk to it).
+    #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// Where a running daemon's control socket is.
+#[derive(Debug, Args)]
+pub struct SocketArgs {
+    /// The daemon's control socket (as given to `vipd run --socket`).
+    #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: SocketArgs,
+    /// Print the status document as JSON (schema in docs/operations.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +206,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Config(ConfigCommand::Show(args)) => show::run(&args),
         Command::Render(RenderCommand::Nftables(args)) => render::nftables(&args),
+        Command::Status(args) => status::status(&args),
+        Command::Reload(args) => status::reload(&args),
     }
 }
 

@@ -1,27 +1,21 @@
-//! `vipd run`: the daemon for one node. It starts what the node's plan
-//! asks for, each subsystem a task sharing one stop signal:
+//! `vipd run`: checks the cluster file, builds the runtime and hands the
+//! node's plan to [`crate::daemon`], which runs it:
 //!
 //! - VRRP, on VIP holders;
 //! - the DNAT table, on VIP holders with the `dnat` datapath;
 //! - the proxy frontends: the plane proxy, the VIP proxy (`proxy`
-//!   datapath), the node-local worker proxy.
-//!
-//! A subsystem that fails at start (a port taken, an interface missing)
-//! stops the others and the daemon exits 1, so systemd sees it.
+//!   datapath), the node-local worker proxy;
+//! - the control socket and the metrics listener.
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use super::RunArgs;
-use crate::config::resolve::NodePlan;
-use crate::config::spec::ClusterSpec;
 use crate::config::{self, Severity};
-use crate::proxy::frontend;
-use crate::vrrp::driver::{self, DriverConfig, Status};
+use crate::daemon::Daemon;
+use crate::vrrp::driver::DriverConfig;
 
 pub fn run(run_args: &RunArgs) -> ExitCode {
     let args = &run_args.node;
@@ -83,104 +77,32 @@ pub fn run(run_args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let options = crate::daemon::Options {
+        config: args.config.clone(),
+        node: args.node.clone(),
+        secrets: args.secrets.clone(),
+        socket: run_args.socket.clone(),
+    };
     let spec = spec.clone();
     runtime.block_on(async move {
-        match serve(spec, plan, vrrp).await {
-            Ok(()) => ExitCode::SUCCESS,
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(crate::daemon::stop_on_signal(stop_tx));
+        info!(node = %plan.node, cluster = %plan.cluster, roles = ?plan.roles, "vipd starting");
+        let daemon = match Daemon::start(options, spec, plan, vrrp).await {
+            Ok(daemon) => daemon,
             Err(e) => {
                 error!("{e:#}");
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
             }
+        };
+        let notify: crate::daemon::Notify =
+            Box::new(|event| tracing::debug!(?event, "service event"));
+        match daemon.run(stop_rx, &notify).await {
+            Ok(()) => {
+                info!("vipd stopped");
+                ExitCode::SUCCESS
+            }
+            Err(_) => ExitCode::FAILURE,
         }
     })
-}
-
-async fn serve(
-    spec: ClusterSpec,
-    plan: NodePlan,
-    vrrp: Option<DriverConfig>,
-) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(stop_on_signal(stop_tx.clone()));
-    info!(node = %plan.node, cluster = %plan.cluster, roles = ?plan.roles, "vipd starting");
-    let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-    // Listeners first: a port that is taken fails the start before VRRP
-    // claims the VIP for a node that cannot serve it.
-    for frontend_plan in plan.frontends.clone() {
-        let freebind = frontend_plan.listen.ip() == spec.vip.address;
-        let backlog = i32::try_from(spec.proxy.max_connections)
-            .unwrap_or(i32::MAX)
-            .max(1024);
-        let listener = frontend::bind(frontend_plan.listen, backlog, freebind)
-            .with_context(|| format!("frontend {}", frontend_plan.name))?;
-        let settings = spec.proxy.clone();
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            let balance = settings.balance;
-            frontend::run(frontend_plan, listener, &settings, balance, stop).await?;
-            Ok("proxy")
-        });
-    }
-    // On every VIP holder, master or backup: on a backup only the holder's
-    // own connections to the VIP meet the rules, and a takeover needs no reload.
-    if let Some(dnat) = plan.dnat.clone() {
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            crate::nftables::run(dnat, stop).await?;
-            Ok("dnat")
-        });
-    }
-    if let Some(config) = vrrp {
-        let (status_tx, _status_rx) = watch::channel(Status {
-            state: vipd_core::vrrp::State::Initialize,
-            master: None,
-        });
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            driver::run(config, stop, status_tx).await?;
-            Ok("vrrp")
-        });
-    }
-    // The first subsystem to end (an error, or the stop) stops the rest.
-    let mut outcome = Ok(());
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(Ok(name)) => info!(subsystem = name, "stopped"),
-            Ok(Err(e)) => {
-                if outcome.is_ok() {
-                    outcome = Err(e);
-                }
-            }
-            Err(e) => {
-                if outcome.is_ok() {
-                    outcome = Err(anyhow::anyhow!("a subsystem panicked: {e}"));
-                }
-            }
-        }
-        stop_tx.send_replace(true);
-    }
-    outcome
-}
-
-/// SIGTERM or SIGINT stops gracefully; a second one exits at once.
-async fn stop_on_signal(stop: watch::Sender<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: stopping"),
-        _ = int.recv() => info!("SIGINT: stopping"),
-    }
-    stop.send_replace(true);
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    warn!("second signal: exiting now");
-    std::process::exit(1);
 }

@@ -14,8 +14,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diag::{Diagnostic, SourceFile};
 use super::spec::{
-    ApiSection, ClusterSection, ClusterSpec, DnsSection, FirewallSection, MeshSection, NodeSpec,
-    PlaneSettings, ProxySection, VipSection,
+    ApiSection, ClusterSection, ClusterSpec, DnsSection, FirewallSection, MeshSection,
+    MetricsSection, NodeSpec, PlaneSettings, ProxySection, VipSection,
 };
 
 /// What parsing produced.
@@ -36,7 +36,7 @@ pub struct Parsed {
 }
 
 const SECTIONS: &[&str] = &[
-    "cluster", "vip", "api", "plane", "mesh", "dns", "firewall", "proxy", "nodes",
+    "cluster", "vip", "api", "plane", "mesh", "dns", "firewall", "proxy", "metrics", "nodes",
 ];
 
 /// Parses `source` and records its config paths for later diagnostics.
@@ -110,6 +110,7 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
     let dns_value = section("dns", false, &mut diagnostics);
     let firewall_value = section("firewall", false, &mut diagnostics);
     let proxy_value = section("proxy", false, &mut diagnostics);
+    let metrics_value = section("metrics", false, &mut diagnostics);
 
     let cluster: Option<ClusterSection> = decode(
         cluster_value,
@@ -134,6 +135,13 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
     );
     let proxy: Option<ProxySection> =
         decode(proxy_value, "proxy", source, &mut diagnostics, &mut failed);
+    let metrics: Option<MetricsSection> = decode(
+        metrics_value,
+        "metrics",
+        source,
+        &mut diagnostics,
+        &mut failed,
+    );
 
     let mut nodes = Vec::new();
     let mut node_indices = Vec::new();
@@ -183,6 +191,7 @@ pub fn parse(source: &mut SourceFile) -> Parsed {
             dns: dns.unwrap_or_default(),
             firewall: firewall.unwrap_or_default(),
             proxy: proxy.unwrap_or_default(),
+            metrics: metrics.unwrap_or_default(),
             nodes,
         }),
         _ => None,

@@ -370,7 +370,7 @@ impl ClusterSpec {
 }
 
 /// Everything one node does, resolved.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodePlan {
     pub cluster: String,
     pub node: String,
@@ -387,7 +387,7 @@ pub struct NodePlan {
     pub wireguard: Option<WireguardPlan>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VrrpPlan {
     pub interface: String,
     pub vip: IpNet,
@@ -415,7 +415,7 @@ pub struct VrrpPlan {
 }
 
 /// A tracker as one node runs it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrackerPlan {
     pub check: TrackedCheck,
     /// keepalived's semantics: 0 faults, negative lowers on failure,
@@ -426,14 +426,14 @@ pub struct TrackerPlan {
     pub probe: HealthCheck,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Frontend {
     pub name: &'static str,
     pub listen: SocketAddr,
     pub backends: Vec<Backend>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Backend {
     pub node: String,
     pub address: SocketAddr,
@@ -442,7 +442,7 @@ pub struct Backend {
     pub check: HealthCheck,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DnatPlan {
     /// VIP:port, rewritten in the kernel.
     pub destination: SocketAddr,
@@ -456,14 +456,14 @@ pub struct DnatPlan {
     pub firewall: Option<Vec<IpNet>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DnatTarget {
     pub node: String,
     pub address: SocketAddr,
     pub check: HealthCheck,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WireguardPlan {
     pub interface: String,
     pub address: IpNet,
@@ -474,7 +474,7 @@ pub struct WireguardPlan {
     pub peers: Vec<WireguardPeerPlan>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WireguardPeerPlan {
     pub node: String,
     pub public_key: String,

@@ -41,6 +41,7 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Interval = Interval::from_secs(3600);
     pub const MAX_CONNECTIONS: u32 = 10_000;
     pub const DRAIN_TIMEOUT: Interval = Interval::from_secs(30);
+    pub const METRICS_LISTEN: &str = "127.0.0.1:9650";
 }
 
 /// The whole cluster file.
@@ -62,7 +63,38 @@ pub struct ClusterSpec {
     #[serde(default)]
     pub proxy: ProxySection,
     #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
     pub nodes: Vec<NodeSpec>,
+}
+
+/// `[metrics]`: where the daemon serves Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `GET /metrics`. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The address, on every node. Default 127.0.0.1:9650 (scrape it
+    /// through the node, or set the node's mesh address to scrape over
+    /// the mesh).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> std::net::SocketAddr {
+    defaults::METRICS_LISTEN
+        .parse()
+        .expect("the default metrics address parses")
 }
 
 /// How a proxy picks a backend.
@@ -78,9 +110,19 @@ pub enum Balance {
     LocalFirst,
 }
 
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+            Balance::LocalFirst => "local-first",
+        }
+    }
+}
+
 /// `[proxy]`: the L4 proxy of planes, of `proxy`-datapath VIP holders and of
 /// workers in node-local mode.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     /// Default `local-first` (a plane prefers its own apiserver).
@@ -262,7 +304,7 @@ pub struct VipSection {
 }
 
 /// `[vip.announce]`: how a new master tells the link where the VIP is.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnnounceSection {
     /// Frames per burst (keepalived's `garp_master_repeat`). Default 5.
@@ -302,7 +344,7 @@ fn default_announce_repeat() -> Interval {
 /// `[vip.notify]`: a command (program and arguments, no shell) per state.
 /// Each runs with VIPD_* variables describing the change, never blocking
 /// the state machine.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySection {
     #[serde(default, skip_serializing_if = "Option::is_none")]

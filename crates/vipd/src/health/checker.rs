@@ -1,7 +1,8 @@
 //! The periodic check of one target: probe every interval, count results
 //! through rise/fall, report transitions.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -9,6 +10,7 @@ use tracing::{debug, info, warn};
 use vipd_core::health::{Health, HealthState, Thresholds};
 
 use super::probe::Probe;
+use super::record::CheckRecord;
 
 /// One target's check.
 #[derive(Debug, Clone)]
@@ -21,6 +23,8 @@ pub struct Check {
     pub thresholds: Thresholds,
     /// The state assumed before the first verdict.
     pub initial: Health,
+    /// Where every probe's result goes, for the status and the metrics.
+    pub record: Option<Arc<CheckRecord>>,
 }
 
 /// A target changed state (or the first result confirmed the initial one).
@@ -46,11 +50,16 @@ pub fn spawn(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            let started = Instant::now();
             let result = check.probe.run(check.timeout).await;
             let detail = match &result {
                 Ok(took) => format!("ok in {took:.1?}"),
                 Err(e) => e.to_string(),
             };
+            if let Some(record) = &check.record {
+                let took = *result.as_ref().unwrap_or(&started.elapsed());
+                record.record(result.is_ok(), took, &detail);
+            }
             debug!(check = %check.name, target = %check.probe.target(), result = %detail, "health check");
             if let Some(transition) = state.record(result.is_ok()) {
                 match transition.to {

@@ -5,8 +5,10 @@
 //!
 //! - [`probe`]: one check, with a deadline;
 //! - [`tls`]: the rustls client configuration (cluster CA, or no verification);
-//! - [`checker`]: the periodic task that turns results into up/down events.
+//! - [`checker`]: the periodic task that turns results into up/down events;
+//! - [`record`]: each target's last result, counts and latency histogram.
 
 pub mod checker;
 pub mod probe;
+pub mod record;
 pub mod tls;

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -36,9 +37,22 @@ pub async fn run(plan: DnatPlan, stop: watch::Receiver<bool>) -> anyhow::Result<
 /// helps no one). Errors: a plan no ruleset can express, a health check
 /// that cannot be set up, a first load nft refuses, a removal that fails.
 /// A reload that fails later is logged and retried; the old table stays.
-pub async fn run_with(
-    plan: DnatPlan,
+pub async fn run_with(plan: DnatPlan, nft: Nft, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let (_updates_tx, updates) = mpsc::channel(1);
+    serve(plan, nft, SharedDnatStatus::default(), updates, stop).await
+}
+
+/// The daemon's DNAT datapath: [`run_with`], plus new plans from reloads
+/// on `updates` and its state published in `status`.
+///
+/// A new plan replaces the table in one transaction; targets that stay
+/// keep their health, new ones start healthy, and established flows keep
+/// their conntrack entries whatever the rules become.
+pub async fn serve(
+    mut plan: DnatPlan,
     nft: Nft,
+    status: SharedDnatStatus,
+    mut updates: mpsc::Receiver<DnatPlan>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let all_healthy = vec![true; plan.targets.len()];
@@ -71,16 +85,10 @@ pub async fn run_with(
         "DNAT table {FAMILY} {TABLE} loaded"
     );
 
-    let (events_tx, mut events) = mpsc::unbounded_channel::<HealthEvent>();
-    let checkers: Vec<_> = checks
-        .into_iter()
-        .enumerate()
-        .map(|(index, check)| checker::spawn(index, check, events_tx.clone()))
-        .collect();
-    drop(events_tx);
-
+    let (mut checkers, mut events) = start_checkers(checks);
     let mut healthy = all_healthy.clone();
     let mut loaded = all_healthy;
+    status.publish(&plan, &healthy, &loaded, false, None);
     let mut failing_open = false;
     let mut retry_at: Option<Instant> = None;
     let outcome = loop {
@@ -90,6 +98,59 @@ pub async fn run_with(
                 if changed.is_err() || *stop.borrow() {
                     break Ok(());
                 }
+                continue;
+            }
+            Some(new_plan) = updates.recv() => {
+                if new_plan == plan {
+                    continue;
+                }
+                let carried = |new: &DnatTarget, of: &[bool]| {
+                    plan.targets.iter().position(|old| old.address == new.address).is_none_or(|i| of[i])
+                };
+                let new_healthy: Vec<bool> = new_plan.targets.iter().map(|t| carried(t, &healthy)).collect();
+                let new_checks: anyhow::Result<Vec<Check>> = new_plan
+                    .targets
+                    .iter()
+                    .zip(&new_healthy)
+                    .map(|(target, up)| {
+                        let mut check = target_check(target)?;
+                        check.initial = if *up { Health::Up } else { Health::Down };
+                        Ok(check)
+                    })
+                    .collect();
+                let new_checks = match new_checks {
+                    Ok(checks) => checks,
+                    Err(e) => {
+                        error!(error = %e, "reloaded DNAT plan refused: keeping the running one");
+                        continue;
+                    }
+                };
+                let mut wanted = targets_to_load(&new_healthy, &new_healthy);
+                if !wanted.contains(&true) {
+                    // Fail open over the new set too: every target.
+                    wanted = vec![true; new_plan.targets.len()];
+                }
+                let batch = match ruleset::replace_batch(&new_plan, &wanted) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        error!(error = %e, "reloaded DNAT plan refused: keeping the running one");
+                        continue;
+                    }
+                };
+                if let Err(e) = nft.load(&batch).await {
+                    error!(error = %e, "cannot load the reloaded DNAT table: the old one stays");
+                    status.publish(&plan, &healthy, &loaded, failing_open, Some(e.to_string()));
+                    continue;
+                }
+                for checker in checkers.drain(..) {
+                    checker.abort();
+                }
+                (checkers, events) = start_checkers(new_checks);
+                info!(targets = %describe(&new_plan, &wanted), firewall = new_plan.firewall.is_some(), "DNAT table reloaded");
+                plan = new_plan;
+                healthy = new_healthy;
+                loaded = wanted;
+                status.publish(&plan, &healthy, &loaded, failing_open, None);
                 continue;
             }
             Some(event) = events.recv() => {
@@ -116,6 +177,7 @@ pub async fn run_with(
         }
         failing_open = fail_open;
         if wanted == loaded {
+            status.publish(&plan, &healthy, &loaded, failing_open, None);
             continue;
         }
         let batch = match ruleset::refill_batch(&plan, &wanted) {
@@ -128,8 +190,10 @@ pub async fn run_with(
                 info!(targets = %describe(&plan, &wanted), "DNAT targets changed");
                 loaded = wanted;
                 retry_at = None;
+                status.publish(&plan, &healthy, &loaded, failing_open, None);
             }
             Err(e) => {
+                status.publish(&plan, &healthy, &loaded, failing_open, Some(e.to_string()));
                 error!(
                     error = %e,
                     kept = %describe(&plan, &loaded),
@@ -142,11 +206,97 @@ pub async fn run_with(
     for checker in checkers {
         checker.abort();
     }
+    drop(events);
     nft.remove_table()
         .await
         .with_context(|| format!("cannot remove the DNAT table {FAMILY} {TABLE}; remove it with `nft delete table {FAMILY} {TABLE}`"))?;
     info!("DNAT table {FAMILY} {TABLE} removed");
     outcome
+}
+
+fn start_checkers(
+    checks: Vec<Check>,
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    mpsc::UnboundedReceiver<HealthEvent>,
+) {
+    let (events_tx, events) = mpsc::unbounded_channel::<HealthEvent>();
+    let checkers = checks
+        .into_iter()
+        .enumerate()
+        .map(|(index, check)| checker::spawn(index, check, events_tx.clone()))
+        .collect();
+    (checkers, events)
+}
+
+/// The DNAT datapath as `vipd status` shows it (`dnat` in the document).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnatStatus {
+    /// VIP:port.
+    pub destination: String,
+    pub targets: Vec<DnatTargetStatus>,
+    /// No target is healthy: the table keeps the last set.
+    pub fail_open: bool,
+    /// The last nft failure, while the old table stays in place.
+    pub last_error: Option<String>,
+    /// Times the target set or the table changed.
+    pub changes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnatTargetStatus {
+    pub node: String,
+    pub address: String,
+    /// What the health check says.
+    pub healthy: bool,
+    /// Whether the table sends new flows to it now.
+    pub loaded: bool,
+    pub last_check: Option<crate::health::record::LastCheck>,
+}
+
+/// Written by the driver, read by the API.
+#[derive(Debug, Clone, Default)]
+pub struct SharedDnatStatus(std::sync::Arc<std::sync::Mutex<DnatStatus>>);
+
+impl SharedDnatStatus {
+    pub fn snapshot(&self) -> DnatStatus {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn publish(
+        &self,
+        plan: &DnatPlan,
+        healthy: &[bool],
+        loaded: &[bool],
+        fail_open: bool,
+        error: Option<String>,
+    ) {
+        let mut status = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let targets: Vec<DnatTargetStatus> = plan
+            .targets
+            .iter()
+            .zip(healthy.iter().zip(loaded))
+            .map(|(target, (&healthy, &loaded))| DnatTargetStatus {
+                node: target.node.clone(),
+                address: target.address.to_string(),
+                healthy,
+                loaded,
+                last_check: None,
+            })
+            .collect();
+        let changed = status
+            .targets
+            .iter()
+            .map(|t| (&t.address, t.loaded))
+            .ne(targets.iter().map(|t| (&t.address, t.loaded)));
+        if changed && !status.targets.is_empty() {
+            status.changes += 1;
+        }
+        status.destination = plan.destination.to_string();
+        status.targets = targets;
+        status.fail_open = fail_open;
+        status.last_error = error;
+    }
 }
 
 /// The targets the table should hold: the healthy ones, or with none
@@ -171,6 +321,7 @@ fn target_check(target: &DnatTarget) -> anyhow::Result<Check> {
         thresholds: Thresholds::new(target.check.rise, target.check.fall),
         // Traffic flows to every plane before the first verdict.
         initial: Health::Up,
+        record: None,
     })
 }
 

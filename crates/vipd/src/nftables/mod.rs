@@ -18,4 +18,4 @@ pub mod driver;
 pub mod ruleset;
 
 pub use apply::{Nft, NftError};
-pub use driver::{run, run_with};
+pub use driver::{DnatStatus, SharedDnatStatus, run, run_with, serve};

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::config::spec::Balance;
+use crate::health::record::CheckRecord;
 
 /// One backend, shared by the sessions, the health checker and the status.
 #[derive(Debug)]
@@ -23,6 +25,8 @@ pub struct Backend {
     pub bytes_to_client: AtomicU64,
     /// Woken when the backend is marked down, for sessions that close then.
     pub marked_down: Notify,
+    /// The health checker's last result and latencies.
+    pub check: Arc<CheckRecord>,
 }
 
 impl Backend {
@@ -39,6 +43,7 @@ impl Backend {
             bytes_to_backend: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
             marked_down: Notify::new(),
+            check: Arc::new(CheckRecord::default()),
         }
     }
 
@@ -76,12 +81,19 @@ impl Drop for SessionGuard {
     }
 }
 
-/// The backends of one frontend.
+/// The backends of one frontend. A reload replaces the member list in
+/// place; the forwarding path reads it without a lock.
 #[derive(Debug)]
 pub struct Pool {
-    pub backends: Vec<Arc<Backend>>,
-    balance: Balance,
+    members: ArcSwap<Members>,
     next: AtomicUsize,
+}
+
+/// One version of a pool's membership.
+#[derive(Debug)]
+pub struct Members {
+    pub backends: Vec<Arc<Backend>>,
+    pub balance: Balance,
 }
 
 /// What the balancing order needs to know of a backend.
@@ -95,10 +107,20 @@ pub struct View {
 impl Pool {
     pub fn new(backends: Vec<Arc<Backend>>, balance: Balance) -> Self {
         Self {
-            backends,
-            balance,
+            members: ArcSwap::from_pointee(Members { backends, balance }),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The current members (a snapshot: a reload does not change it).
+    pub fn members(&self) -> Arc<Members> {
+        self.members.load_full()
+    }
+
+    /// Installs new members. Sessions already on a removed backend go on
+    /// until they end; new sessions see only the new list.
+    pub fn replace(&self, backends: Vec<Arc<Backend>>, balance: Balance) {
+        self.members.store(Arc::new(Members { backends, balance }));
     }
 
     /// The backends to try for a new session, best first. Every backend is
@@ -106,7 +128,8 @@ impl Pool {
     /// none of them accepts: with every backend marked down the proxy fails
     /// open instead of refusing everyone on the checks' word.
     pub fn candidates(&self) -> Vec<Arc<Backend>> {
-        let views: Vec<View> = self
+        let members = self.members.load();
+        let views: Vec<View> = members
             .backends
             .iter()
             .map(|b| View {
@@ -116,9 +139,9 @@ impl Pool {
             })
             .collect();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        order(self.balance, &views, start)
+        order(members.balance, &views, start)
             .into_iter()
-            .map(|i| Arc::clone(&self.backends[i]))
+            .map(|i| Arc::clone(&members.backends[i]))
             .collect()
     }
 }

@@ -21,11 +21,13 @@ use vipd_core::vrrp::{
 
 use super::counters::DropCounters;
 use super::socket::{Datagram, VrrpSocket};
+use super::status::{SharedVrrpStatus, TrackerStatus};
 use crate::config::Secrets;
 use crate::config::resolve::{NodePlan, TrackerPlan, VrrpPlan};
 use crate::config::spec::{self, NotifySection, VrrpMode};
 use crate::health::checker::{self, Check, HealthEvent};
 use crate::health::probe::Probe;
+use crate::health::record::CheckRecord;
 use crate::netlink::{Link, LinkEvents, Netlink};
 use vipd_core::health::{Health, Thresholds};
 
@@ -115,11 +117,33 @@ impl DriverConfig {
     }
 }
 
-/// The state the driver exposes while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub state: State,
-    pub master: Option<IpAddr>,
+impl DriverConfig {
+    /// The field whose change needs a new instance (socket, identity on
+    /// the wire), if any; everything else is changed in place.
+    pub fn restart_needed_for(&self, new: &DriverConfig) -> Option<&'static str> {
+        let (old_core, new_core) = (&self.core, &new.core);
+        [
+            ("interface", self.interface != new.interface),
+            ("mode", self.mode != new.mode),
+            ("prefix", self.prefix != new.prefix),
+            ("vrid", old_core.vrid != new_core.vrid),
+            ("version", old_core.version != new_core.version),
+            (
+                "node address",
+                old_core.primary_address != new_core.primary_address,
+            ),
+            (
+                "vip",
+                old_core.virtual_addresses != new_core.virtual_addresses,
+            ),
+            (
+                "address ownership (priority 255)",
+                (old_core.priority == 255) != (new_core.priority == 255),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(field, changed)| changed.then_some(field))
+    }
 }
 
 struct Driver {
@@ -134,9 +158,13 @@ struct Driver {
     /// Bumped when we stop being master, so a running announce burst stops.
     announce_generation: Arc<AtomicU64>,
     warned_no_arp: bool,
-    status: watch::Sender<Status>,
+    status: SharedVrrpStatus,
+    /// Set while stopping as master: the VIP stays until the successor is heard.
+    handing_over: bool,
+    deferred_removals: Vec<IpAddr>,
     /// Tracker states, in `config.trackers` order.
     tracker_health: Vec<Health>,
+    trackers: Trackers,
     /// What was last handed to the instance, to hand over changes only.
     applied_priority: u8,
     applied_fault: Option<FaultReason>,
@@ -151,12 +179,58 @@ fn tracker_name(tracker: &TrackerPlan) -> String {
     format!("{check} {}", tracker.target)
 }
 
-/// Runs one VRRP instance until `stop` turns true; then sends priority 0
-/// (if master), removes the VIP and returns.
+/// The tracker checkers of the current configuration.
+struct Trackers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    events: tokio::sync::mpsc::UnboundedReceiver<HealthEvent>,
+    records: Vec<Arc<CheckRecord>>,
+}
+
+impl Trackers {
+    /// Starts one checker per tracker; `initial` is assumed until each
+    /// one's first verdict.
+    fn start(trackers: &[TrackerPlan], initial: &[Health]) -> anyhow::Result<Self> {
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel::<HealthEvent>();
+        let mut tasks = Vec::new();
+        let mut records = Vec::new();
+        for (index, tracker) in trackers.iter().enumerate() {
+            let record = Arc::new(CheckRecord::default());
+            let check = Check {
+                name: format!("tracker {}", tracker_name(tracker)),
+                probe: Probe::from_check(tracker.target, &tracker.probe)?,
+                interval: tracker.probe.interval.get(),
+                timeout: tracker.probe.timeout.get(),
+                thresholds: Thresholds::new(tracker.probe.rise, tracker.probe.fall),
+                initial: initial[index],
+                record: Some(Arc::clone(&record)),
+            };
+            records.push(record);
+            tasks.push(checker::spawn(index, check, tx.clone()));
+        }
+        Ok(Self {
+            tasks,
+            events,
+            records,
+        })
+    }
+
+    fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Runs one VRRP instance until `stop` turns true; then, if master, sends
+/// priority 0 and hands the VIP over (see [`Driver::hand_over`]).
+/// Configurations arriving on `updates` are applied in place; the caller
+/// restarts the instance instead when [`DriverConfig::restart_needed_for`]
+/// says so.
 pub async fn run(
     config: DriverConfig,
     mut stop: watch::Receiver<bool>,
-    status: watch::Sender<Status>,
+    status: SharedVrrpStatus,
+    mut updates: tokio::sync::mpsc::Receiver<DriverConfig>,
 ) -> anyhow::Result<()> {
     let netlink = Netlink::connect()?;
     let link = netlink
@@ -178,20 +252,9 @@ pub async fn run(
     )
     .with_context(|| format!("opening the VRRP socket on {}", link.name))?;
     let mut link_events = LinkEvents::subscribe()?;
-    let (health_tx, mut health_events) = tokio::sync::mpsc::unbounded_channel::<HealthEvent>();
-    for (index, tracker) in config.trackers.iter().enumerate() {
-        let check = Check {
-            name: format!("tracker {}", tracker_name(tracker)),
-            probe: Probe::from_check(tracker.target, &tracker.probe)?,
-            interval: tracker.probe.interval.get(),
-            timeout: tracker.probe.timeout.get(),
-            thresholds: Thresholds::new(tracker.probe.rise, tracker.probe.fall),
-            // A tracker claims no health it has not seen.
-            initial: Health::Down,
-        };
-        checker::spawn(index, check, health_tx.clone());
-    }
-    drop(health_tx);
+    // A tracker claims no health it has not seen: a node whose apiserver
+    // is not checked yet must not win the VIP with the full priority.
+    let trackers = Trackers::start(&config.trackers, &vec![Health::Down; config.trackers.len()])?;
     let instance = Instance::new(config.core.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     info!(
         vrid = config.core.vrid,
@@ -214,13 +277,17 @@ pub async fn run(
         announce_generation: Arc::new(AtomicU64::new(0)),
         warned_no_arp: false,
         status,
+        handing_over: false,
+        deferred_removals: Vec::new(),
         tracker_health: Vec::new(),
+        trackers,
         applied_priority: 0,
         applied_fault: None,
         hooks: tokio::task::JoinSet::new(),
     };
     driver.tracker_health = vec![Health::Down; driver.config.trackers.len()];
     driver.applied_priority = driver.config.core.priority;
+    driver.publish_config();
     let now = driver.now();
     driver.reassess(now);
     if let Some(fault) = &driver.applied_fault {
@@ -235,13 +302,13 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = stop.changed() => {
-                let now = driver.now();
-                driver.instance.shutdown(now);
-                driver.carry_out().await;
+                driver.hand_over(&mut buf).await;
+                driver.trackers.stop();
                 driver.finish_hooks().await;
                 info!("VRRP instance stopped");
                 return Ok(());
             }
+            Some(update) = updates.recv() => driver.reconfigure(update),
             () = sleep_until(deadline) => {
                 let now = driver.now();
                 driver.instance.handle_timeout(now);
@@ -251,7 +318,7 @@ pub async fn run(
                 Err(e) => warn!(error = %e, "reading the VRRP socket"),
             },
             Some(link) = link_events.next() => driver.link_changed(link),
-            Some(event) = health_events.recv() => driver.tracker_changed(event),
+            Some(event) = driver.trackers.events.recv() => driver.tracker_changed(event),
             Some(_) = driver.hooks.join_next(), if !driver.hooks.is_empty() => {}
         }
         driver.carry_out().await;
@@ -286,7 +353,7 @@ impl Driver {
                     header.ttl,
                     payload,
                 ),
-                Err(e) => return self.drops.record(e.reason(), wall, e),
+                Err(e) => return self.drop_packet(e.reason(), wall, e),
             },
             Datagram::V6 {
                 src,
@@ -303,7 +370,7 @@ impl Driver {
         }
         // In unicast mode only the configured peers may speak.
         if self.config.mode == VrrpMode::Unicast && !self.config.send_to.contains(&src) {
-            return self.drops.record(
+            return self.drop_packet(
                 "not_a_peer",
                 wall,
                 format_args!("from {src}: not a configured unicast peer"),
@@ -319,12 +386,16 @@ impl Driver {
             }
         };
         let now = self.now();
-        match self.instance.handle_advert(now, src, &advert) {
+        let accepted = self.instance.handle_advert(now, src, &advert);
+        if accepted.is_ok() {
+            self.status.lock().adverts_received += 1;
+        }
+        match accepted {
             Ok(Accepted::Clean) => debug!(%src, priority = advert.priority, "advert"),
             Ok(Accepted::AddressListMismatchFromOwner) => {
                 warn!(%src, "the address owner advertises other virtual addresses than ours: check both configurations");
             }
-            Err(rejected) => self.drops.record(
+            Err(rejected) => self.drop_packet(
                 rejected.reason(),
                 wall,
                 format_args!("from {src}: {rejected}"),
@@ -390,6 +461,14 @@ impl Driver {
             info!(priority, base, because = %why.join(", "), "effective priority changed");
             self.instance.set_priority(now, priority);
             self.applied_priority = priority;
+        }
+        {
+            let mut status = self.status.lock();
+            status.effective_priority = priority;
+            status.priority_reasons = why;
+            for (entry, health) in status.trackers.iter_mut().zip(&self.tracker_health) {
+                entry.healthy = *health == Health::Up;
+            }
         }
         let fault = if !self.link.usable() {
             Some(FaultReason::InterfaceDown)
@@ -474,35 +553,207 @@ impl Driver {
                     if from == State::Master {
                         self.announce_generation.fetch_add(1, Ordering::Relaxed);
                     }
-                    let master = self.instance.master().map(|m| m.address);
-                    self.status.send_replace(Status { state: to, master });
+                    let mut status = self.status.lock();
+                    status.transition(
+                        &from.to_string(),
+                        &to.to_string(),
+                        reason.label(),
+                        reason.to_string(),
+                    );
+                    status.fault = self.instance.fault().map(ToString::to_string);
                 }
                 Action::AddVip(vip) => match self
                     .netlink
                     .add_address(self.link.index, vip, self.config.prefix)
                     .await
                 {
-                    Ok(true) => info!(%vip, interface = %self.link.name, "VIP added"),
-                    Ok(false) => info!(%vip, "VIP was already on the interface"),
+                    Ok(added) => {
+                        match added {
+                            true => info!(%vip, interface = %self.link.name, "VIP added"),
+                            false => info!(%vip, "VIP was already on the interface"),
+                        }
+                        self.status.lock().vip_on_interface = true;
+                    }
                     Err(e) => error!(%vip, error = %e, "cannot add the VIP"),
                 },
-                Action::RemoveVip(vip) => {
-                    match self.netlink.remove_address(self.link.index, vip).await {
-                        Ok(true) => info!(%vip, interface = %self.link.name, "VIP removed"),
-                        Ok(false) => debug!(%vip, "VIP was not on the interface"),
-                        Err(e) => error!(%vip, error = %e, "cannot remove the VIP"),
-                    }
-                }
+                Action::RemoveVip(vip) if self.handing_over => self.deferred_removals.push(vip),
+                Action::RemoveVip(vip) => self.remove_vip(vip).await,
                 Action::SendAdvert(advert) => self.send_advert(&advert).await,
                 Action::SendGratuitous(vip) => self.announce(vip),
             }
         }
-        let master = self.instance.master().map(|m| m.address);
-        self.status.send_if_modified(|status| {
-            let changed = status.master != master;
-            status.master = master;
-            changed
-        });
+        let master = match self.instance.state() {
+            State::Master => Some(self.config.core.primary_address),
+            _ => self.instance.master().map(|m| m.address),
+        };
+        self.status.lock().master = master;
+    }
+
+    async fn remove_vip(&mut self, vip: IpAddr) {
+        match self.netlink.remove_address(self.link.index, vip).await {
+            Ok(removed) => {
+                match removed {
+                    true => info!(%vip, interface = %self.link.name, "VIP removed"),
+                    false => debug!(%vip, "VIP was not on the interface"),
+                }
+                self.status.lock().vip_on_interface = false;
+            }
+            Err(e) => error!(%vip, error = %e, "cannot remove the VIP"),
+        }
+    }
+
+    /// Counts and logs a dropped packet, and shows the count in the status.
+    fn drop_packet(&mut self, reason: &'static str, now: Instant, detail: impl std::fmt::Display) {
+        self.drops.record(reason, now, detail);
+        let total = self.drops.get(reason);
+        self.status.lock().dropped.insert(reason.to_owned(), total);
+    }
+
+    /// The configuration part of the status.
+    fn publish_config(&self) {
+        let config = &self.config;
+        let mut status = self.status.lock();
+        status.vrid = config.core.vrid;
+        status.interface = config.interface.clone();
+        status.vip = format!("{}/{}", config.core.virtual_addresses[0], config.prefix);
+        status.version = match config.core.version {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        };
+        status.configured_priority = config.core.priority;
+        status.effective_priority = self.applied_priority;
+        status.state = self.instance.state().to_string();
+        status.trackers = config
+            .trackers
+            .iter()
+            .zip(&self.tracker_health)
+            .map(|(tracker, health)| TrackerStatus {
+                name: tracker_name(tracker),
+                weight: tracker.weight,
+                healthy: *health == Health::Up,
+                last_check: None,
+            })
+            .collect();
+        drop(status);
+        self.status
+            .set_tracker_records(self.trackers.records.clone());
+    }
+
+    /// A reload's configuration, applied without leaving the current
+    /// state. Trackers that stay keep their health; new ones are assumed
+    /// up until their first verdict (a reload must not drop a master's
+    /// priority on a check that has not run yet).
+    fn reconfigure(&mut self, new: DriverConfig) {
+        if let Some(field) = self.config.restart_needed_for(&new) {
+            // The daemon restarts the instance for these; never sent here.
+            error!(field, "VRRP change needs a restart: ignored");
+            return;
+        }
+        let now = self.now();
+        if let Err(e) = self.instance.reconfigure(now, new.core.clone()) {
+            error!(error = %e, "VRRP configuration refused: keeping the running one");
+            return;
+        }
+        if new.trackers != self.config.trackers {
+            let health: Vec<Health> = new
+                .trackers
+                .iter()
+                .map(|t| {
+                    self.config
+                        .trackers
+                        .iter()
+                        .position(|old| old == t)
+                        .map_or(Health::Up, |i| self.tracker_health[i])
+                })
+                .collect();
+            match Trackers::start(&new.trackers, &health) {
+                Ok(trackers) => {
+                    self.trackers.stop();
+                    self.trackers = trackers;
+                    self.tracker_health = health;
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot start the new trackers: keeping the running configuration");
+                    return;
+                }
+            }
+        }
+        self.config = new;
+        // reconfigure() reset the instance to the configured priority.
+        self.applied_priority = self.config.core.priority;
+        self.publish_config();
+        self.reassess(now);
+        info!(
+            priority = self.config.core.priority,
+            interval = ?self.config.core.advert_interval(),
+            preempt = self.config.core.preempt,
+            trackers = self.config.trackers.len(),
+            "VRRP configuration reloaded in place"
+        );
+    }
+
+    /// The Shutdown event, make-before-break. A master sends priority 0
+    /// (RFC 5798 §6.4.3) but keeps the VIP until it hears the successor's
+    /// advert and one more interval has let the successor's gratuitous ARP
+    /// land, so a client never finds the VIP on no one. Bounded: with no
+    /// successor it gives the VIP up after a few intervals.
+    async fn hand_over(&mut self, buf: &mut [u8]) {
+        let was_master = self.instance.state() == State::Master;
+        self.handing_over = was_master;
+        let now = self.now();
+        self.instance.shutdown(now);
+        self.carry_out().await;
+        self.handing_over = false;
+        let removals = std::mem::take(&mut self.deferred_removals);
+        if removals.is_empty() {
+            return;
+        }
+        let interval = self.config.core.advert_interval();
+        let deadline = Instant::now()
+            + (interval * 3 + Duration::from_millis(100)).min(Duration::from_secs(4));
+        let vrid = self.config.core.vrid;
+        let own = self.config.core.primary_address;
+        let options = self.instance.decode_options();
+        let successor = loop {
+            let received = tokio::select! {
+                () = tokio::time::sleep_until(deadline.into()) => break None,
+                received = self.socket.recv(buf) => received,
+            };
+            let Ok(datagram) = received else { continue };
+            let (src, dst, payload) = match datagram {
+                Datagram::V4(packet) => match Ipv4Header::parse(packet) {
+                    Ok((header, payload)) => {
+                        (IpAddr::V4(header.src), IpAddr::V4(header.dst), payload)
+                    }
+                    Err(_) => continue,
+                },
+                Datagram::V6 {
+                    src, dst, payload, ..
+                } => (IpAddr::V6(src), IpAddr::V6(dst), payload),
+            };
+            if src == own {
+                continue;
+            }
+            if let Ok(advert) = Advertisement::decode(payload, src, dst, &options)
+                && advert.vrid == vrid
+                && advert.priority > 0
+            {
+                break Some(src);
+            }
+        };
+        match successor {
+            Some(successor) => {
+                info!(%successor, "the successor took over: giving the VIP up");
+                tokio::time::sleep(interval.min(Duration::from_millis(200))).await;
+            }
+            None => warn!(
+                "no successor advertised within {:?}: giving the VIP up",
+                deadline.saturating_duration_since(Instant::now())
+            ),
+        }
+        for vip in removals {
+            self.remove_vip(vip).await;
+        }
     }
 
     async fn send_advert(&mut self, advert: &Advertisement) {
@@ -515,7 +766,11 @@ impl Driver {
                     return;
                 }
             };
-            if let Err(e) = self.socket.send(dst, &message).await {
+            let sent = self.socket.send(dst, &message).await;
+            if sent.is_ok() {
+                self.status.lock().adverts_sent += 1;
+            }
+            if let Err(e) = sent {
                 self.send_failures.record(
                     "send_failed",
                     Instant::now(),

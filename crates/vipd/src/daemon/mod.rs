@@ -1,0 +1,459 @@
+//! The daemon of one node: starts the subsystems its plan asks for,
+//! supervises them, reloads them in place, and stops them in order.
+//!
+//! - [`Daemon::start`]: listeners are bound first (a port that is taken
+//!   fails the start before VRRP claims the VIP for a node that cannot
+//!   serve it), then the DNAT table, then VRRP, then the control socket and
+//!   the metrics listener.
+//! - Reload (SIGHUP, or `POST /v1/reload` from `vipd reload`): [`reload`]
+//!   checks the file as `vipd check` does and works out the difference; a
+//!   refused file changes nothing.
+//! - Stop (SIGTERM, SIGINT): VRRP first, which hands the VIP over while
+//!   the proxies and the DNAT table still serve; then the rest drains. A
+//!   second signal exits at once.
+//!
+//! A subsystem that fails stops the others and the daemon exits 1, so
+//! systemd sees it.
+
+pub mod reload;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use futures::FutureExt as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::api::server::{self, ReloadRequest};
+use crate::api::{self, State};
+use crate::config::resolve::{DnatPlan, Frontend as FrontendPlan, NodePlan};
+use crate::config::spec::ClusterSpec;
+use crate::nftables::SharedDnatStatus;
+use crate::proxy::frontend::{self, Frontend, FrontendUpdate};
+use crate::vrrp::driver::{self, DriverConfig};
+use crate::vrrp::status::SharedVrrpStatus;
+
+/// Where the daemon finds its configuration, and its control socket.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub node: String,
+    pub secrets: Option<PathBuf>,
+    pub socket: PathBuf,
+}
+
+/// Called once everything is up (systemd's READY=1), and on each reload.
+pub type Notify = Box<dyn Fn(Event) + Send + Sync>;
+
+/// What the daemon tells its service manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Ready,
+    Reloading,
+    Reloaded,
+    Stopping,
+}
+
+type Outcome = (String, anyhow::Result<()>);
+
+struct FrontendTask {
+    key: String,
+    config: FrontendUpdate,
+    updates: mpsc::Sender<FrontendUpdate>,
+    stop: watch::Sender<bool>,
+    shared: Arc<Frontend>,
+    handle: JoinHandle<()>,
+}
+
+struct DnatTask {
+    key: String,
+    plan: DnatPlan,
+    updates: mpsc::Sender<DnatPlan>,
+    stop: watch::Sender<bool>,
+    status: SharedDnatStatus,
+    handle: JoinHandle<()>,
+}
+
+struct VrrpTask {
+    key: String,
+    config: DriverConfig,
+    updates: mpsc::Sender<DriverConfig>,
+    stop: watch::Sender<bool>,
+    status: SharedVrrpStatus,
+    handle: JoinHandle<()>,
+}
+
+/// A running daemon.
+pub struct Daemon {
+    options: Options,
+    spec: ClusterSpec,
+    plan: NodePlan,
+    state: Arc<State>,
+    frontends: BTreeMap<SocketAddr, FrontendTask>,
+    dnat: Option<DnatTask>,
+    vrrp: Option<VrrpTask>,
+    /// The control socket and the metrics listener.
+    services: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
+    done_tx: mpsc::UnboundedSender<Outcome>,
+    done_rx: mpsc::UnboundedReceiver<Outcome>,
+    /// Tasks stopped on purpose (a reload removed them): their end is no failure.
+    retired: HashSet<String>,
+    next_id: u64,
+    reload_tx: mpsc::Sender<ReloadRequest>,
+    reload_rx: mpsc::Receiver<ReloadRequest>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("node", &self.plan.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Starts every subsystem of `plan`. An error leaves nothing running.
+    pub async fn start(
+        options: Options,
+        spec: ClusterSpec,
+        plan: NodePlan,
+        vrrp: Option<DriverConfig>,
+    ) -> anyhow::Result<Self> {
+        let roles = plan.roles.iter().map(|r| r.as_str().to_owned()).collect();
+        let state = Arc::new(State::new(
+            &plan.cluster,
+            &plan.node,
+            roles,
+            &options.config.display().to_string(),
+        ));
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let mut daemon = Daemon {
+            options,
+            spec,
+            plan,
+            state,
+            frontends: BTreeMap::new(),
+            dnat: None,
+            vrrp: None,
+            services: Vec::new(),
+            done_tx,
+            done_rx,
+            retired: HashSet::new(),
+            next_id: 0,
+            reload_tx,
+            reload_rx,
+        };
+        if let Err(e) = daemon.start_subsystems(vrrp).await {
+            daemon.shutdown().await;
+            return Err(e);
+        }
+        Ok(daemon)
+    }
+
+    async fn start_subsystems(&mut self, vrrp: Option<DriverConfig>) -> anyhow::Result<()> {
+        let mut listeners = Vec::new();
+        for plan in &self.plan.frontends {
+            listeners.push((plan.clone(), self.bind(plan)?));
+        }
+        // The control socket before anything changes the system: a second
+        // daemon on the same node fails here.
+        let control = server::bind_socket(&self.options.socket)
+            .with_context(|| format!("control socket {}", self.options.socket.display()))?;
+        let metrics = match self.spec.metrics.enabled {
+            true => Some(
+                tokio::net::TcpListener::bind(self.spec.metrics.listen)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "metrics.listen {}: the port is taken (set [metrics] listen, or enabled = false)",
+                            self.spec.metrics.listen
+                        )
+                    })?,
+            ),
+            false => None,
+        };
+        for (plan, listener) in listeners {
+            self.spawn_frontend(plan, listener);
+        }
+        // On every VIP holder, master or backup: on a backup only the
+        // holder's own connections to the VIP meet the rules, and a
+        // takeover needs no reload.
+        if let Some(plan) = self.plan.dnat.clone() {
+            self.spawn_dnat(plan);
+        }
+        if let Some(config) = vrrp {
+            self.spawn_vrrp(config);
+        }
+        self.publish();
+        let (stop, stop_rx) = watch::channel(false);
+        let (state, reload) = (Arc::clone(&self.state), self.reload_tx.clone());
+        let handle = self.spawn("control socket".to_owned(), async move {
+            server::serve_socket(control, state, reload, stop_rx)
+                .await
+                .context("control socket")
+        });
+        self.services.push((stop, handle));
+        if let Some(listener) = metrics {
+            let (stop, stop_rx) = watch::channel(false);
+            let state = Arc::clone(&self.state);
+            let address = self.spec.metrics.listen;
+            let handle = self.spawn("metrics".to_owned(), async move {
+                server::serve_metrics(listener, state, stop_rx)
+                    .await
+                    .with_context(|| format!("metrics listener {address}"))
+            });
+            self.services.push((stop, handle));
+            info!(listen = %address, "metrics at http://{address}/metrics");
+        }
+        info!(socket = %self.options.socket.display(), "control socket ready (`vipd status`)");
+        Ok(())
+    }
+
+    /// The shared state of the daemon (for tests and the CLI).
+    pub fn state(&self) -> Arc<State> {
+        Arc::clone(&self.state)
+    }
+
+    /// Runs until `stop` turns true or a subsystem fails, reloading on
+    /// SIGHUP and on API requests; then stops everything in order.
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        notify: &Notify,
+    ) -> anyhow::Result<()> {
+        notify(Event::Ready);
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break Ok(()),
+                Some((key, result)) = self.done_rx.recv() => {
+                    if self.retired.remove(&key) {
+                        continue;
+                    }
+                    match result {
+                        Err(e) => break Err(e.context(format!("{key} failed"))),
+                        Ok(()) => break Err(anyhow::anyhow!("{key} ended on its own")),
+                    }
+                }
+                _ = hangup.recv() => {
+                    info!("SIGHUP: reloading {}", self.options.config.display());
+                    notify(Event::Reloading);
+                    let outcome = self.reload("signal").await;
+                    self.state.record_reload(outcome);
+                    notify(Event::Reloaded);
+                }
+                Some(request) = self.reload_rx.recv() => {
+                    info!(trigger = request.trigger, "reloading {}", self.options.config.display());
+                    notify(Event::Reloading);
+                    let outcome = self.reload(request.trigger).await;
+                    self.state.record_reload(outcome.clone());
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(outcome);
+                    }
+                    notify(Event::Reloaded);
+                }
+            }
+        };
+        notify(Event::Stopping);
+        if let Err(e) = &outcome {
+            error!("{e:#}: stopping");
+        }
+        self.shutdown().await;
+        outcome
+    }
+
+    /// VRRP first (it hands the VIP over while the datapath still serves),
+    /// then the proxies drain and the DNAT table goes, then the API.
+    async fn shutdown(&mut self) {
+        if let Some(vrrp) = self.vrrp.take() {
+            vrrp.stop.send_replace(true);
+            let _ = vrrp.handle.await;
+        }
+        let mut handles = Vec::new();
+        for (_, task) in std::mem::take(&mut self.frontends) {
+            task.stop.send_replace(true);
+            handles.push(task.handle);
+        }
+        if let Some(dnat) = self.dnat.take() {
+            dnat.stop.send_replace(true);
+            handles.push(dnat.handle);
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
+        for (stop, handle) in self.services.drain(..) {
+            stop.send_replace(true);
+            let _ = handle.await;
+        }
+        // Leave no socket file for the next start to wonder about.
+        let _ = std::fs::remove_file(&self.options.socket);
+        while let Ok((key, result)) = self.done_rx.try_recv() {
+            match result {
+                Ok(()) => info!(subsystem = key, "stopped"),
+                Err(e) if !self.retired.contains(&key) => error!(subsystem = key, "{e:#}"),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Spawns `future` as subsystem `key`; its end (or panic) is reported
+    /// on the daemon's channel.
+    fn spawn(
+        &mut self,
+        key: String,
+        future: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) -> JoinHandle<()> {
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let result = match std::panic::AssertUnwindSafe(future).catch_unwind().await {
+                Ok(result) => result,
+                Err(_) => Err(anyhow::anyhow!("panicked")),
+            };
+            let _ = done.send((key, result));
+        })
+    }
+
+    fn key(&mut self, what: &str) -> String {
+        self.next_id += 1;
+        format!("{what} #{}", self.next_id)
+    }
+
+    fn bind(&self, plan: &FrontendPlan) -> anyhow::Result<tokio::net::TcpListener> {
+        let freebind = plan.listen.ip() == self.spec.vip.address;
+        let backlog = i32::try_from(self.spec.proxy.max_connections)
+            .unwrap_or(i32::MAX)
+            .max(1024);
+        frontend::bind(plan.listen, backlog, freebind)
+            .with_context(|| format!("frontend {}", plan.name))
+    }
+
+    fn spawn_frontend(&mut self, plan: FrontendPlan, listener: tokio::net::TcpListener) {
+        let key = self.key(&format!("proxy {} {}", plan.name, plan.listen));
+        let shared = Arc::new(Frontend::new(&plan, self.spec.proxy.balance));
+        let config = FrontendUpdate {
+            plan: plan.clone(),
+            settings: self.spec.proxy.clone(),
+        };
+        let (updates, updates_rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        let (initial, task_shared) = (config.clone(), Arc::clone(&shared));
+        let handle = self.spawn(key.clone(), async move {
+            frontend::serve(initial, listener, task_shared, updates_rx, stop_rx).await
+        });
+        self.frontends.insert(
+            plan.listen,
+            FrontendTask {
+                key,
+                config,
+                updates,
+                stop,
+                shared,
+                handle,
+            },
+        );
+    }
+
+    fn spawn_dnat(&mut self, plan: DnatPlan) {
+        let key = self.key("dnat");
+        let status = SharedDnatStatus::default();
+        let (updates, updates_rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        let (task_plan, task_status) = (plan.clone(), status.clone());
+        let handle = self.spawn(key.clone(), async move {
+            crate::nftables::serve(
+                task_plan,
+                crate::nftables::Nft::default(),
+                task_status,
+                updates_rx,
+                stop_rx,
+            )
+            .await
+        });
+        self.dnat = Some(DnatTask {
+            key,
+            plan,
+            updates,
+            stop,
+            status,
+            handle,
+        });
+    }
+
+    fn spawn_vrrp(&mut self, config: DriverConfig) {
+        let key = self.key("vrrp");
+        let status = SharedVrrpStatus::default();
+        let (updates, updates_rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        let (task_config, task_status) = (config.clone(), status.clone());
+        let handle = self.spawn(key.clone(), async move {
+            driver::run(task_config, stop_rx, task_status, updates_rx).await
+        });
+        self.vrrp = Some(VrrpTask {
+            key,
+            config,
+            updates,
+            stop,
+            status,
+            handle,
+        });
+    }
+
+    /// Tells the API which subsystems run now.
+    fn publish(&self) {
+        self.state.set_subsystems(
+            self.frontends
+                .values()
+                .map(|f| Arc::clone(&f.shared))
+                .collect(),
+            self.vrrp.as_ref().map(|v| v.status.clone()),
+            self.dnat.as_ref().map(|d| d.status.clone()),
+        );
+    }
+
+    async fn reload(&mut self, trigger: &'static str) -> api::schema::ReloadOutcome {
+        let outcome = reload::reload(self, trigger).await;
+        if outcome.ok {
+            if outcome.changes.is_empty() {
+                info!("reload: nothing changed");
+            }
+            for change in &outcome.changes {
+                info!("reload: {change}");
+            }
+        } else {
+            for e in &outcome.errors {
+                warn!("reload refused, the running configuration stays: {e}");
+            }
+        }
+        outcome
+    }
+}
+
+/// Stops the daemon on SIGTERM or SIGINT; a second one exits at once.
+pub async fn stop_on_signal(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: stopping"),
+        _ = int.recv() => info!("SIGINT: stopping"),
+    }
+    stop.send_replace(true);
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    warn!("second signal: exiting now");
+    std::process::exit(1);
+}
