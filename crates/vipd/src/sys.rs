@@ -12,7 +12,14 @@ use socket2::{Domain, SockAddr, Socket, Type};
 /// Ethernet frames (gratuitous ARP, unsolicited NA). Protocol 0: it receives
 /// nothing, so it never needs draining.
 pub fn packet_socket(ifindex: u32) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
+    packet_socket_for(ifindex, 0)
+}
+
+/// An `AF_PACKET` raw socket bound to one interface that receives the
+/// frames of one EtherType (`0x0806` for ARP) and can send any frame.
+pub fn packet_socket_for(ifindex: u32, ethertype: u16) -> io::Result<Socket> {
+    let protocol = (ethertype != 0).then(|| socket2::Protocol::from(i32::from(ethertype.to_be())));
+    let socket = Socket::new(Domain::PACKET, Type::RAW, protocol)?;
     let index =
         i32::try_from(ifindex).map_err(|_| io::Error::other("interface index out of range"))?;
     // SAFETY: `try_init` hands us zeroed storage large enough for any socket
@@ -23,6 +30,7 @@ pub fn packet_socket(ifindex: u32) -> io::Result<Socket> {
             let mut value: libc::sockaddr_ll = MaybeUninit::zeroed().assume_init();
             value.sll_family = libc::AF_PACKET as libc::sa_family_t;
             value.sll_ifindex = index;
+            value.sll_protocol = ethertype.to_be();
             storage.cast::<libc::sockaddr_ll>().write(value);
             *len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
             Ok(())

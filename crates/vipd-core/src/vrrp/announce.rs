@@ -87,6 +87,37 @@ pub fn gratuitous_arp(mac: MacAddr, vip: Ipv4Addr) -> [u8; GRATUITOUS_ARP_LEN] {
     frame
 }
 
+/// An ARP Probe for `target` (RFC 5227 §2.1.1): a broadcast request with
+/// sender protocol address 0.0.0.0, so no host learns anything from it,
+/// which every holder of `target` answers. `vipd verify` counts the
+/// answers to find two holders of the VIP.
+pub fn arp_probe(mac: MacAddr, target: Ipv4Addr) -> [u8; GRATUITOUS_ARP_LEN] {
+    let mut frame = gratuitous_arp(mac, target);
+    let arp = &mut frame[ETHERNET_HEADER_LEN..];
+    arp[14..18].copy_from_slice(&[0, 0, 0, 0]);
+    frame
+}
+
+/// The sender of an ARP reply for `target` in `frame` (an Ethernet frame),
+/// or `None` when the frame is anything else.
+pub fn arp_reply_sender(frame: &[u8], target: Ipv4Addr) -> Option<MacAddr> {
+    let arp = frame.get(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + 28)?;
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let reply = ethertype == ETHERTYPE_ARP
+        && arp[0..2] == 1u16.to_be_bytes()
+        && arp[2..4] == ETHERTYPE_IPV4.to_be_bytes()
+        && arp[4] == 6
+        && arp[5] == 4
+        && arp[6..8] == 2u16.to_be_bytes()
+        && arp[14..18] == target.octets();
+    if !reply {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&arp[8..14]);
+    Some(MacAddr(mac))
+}
+
 /// RFC 4291 §2.7.1: all-nodes link-local multicast.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
@@ -275,5 +306,29 @@ mod tests {
             NaFlags::SERVICE_ADDRESS,
         );
         assert_eq!(na[4], 0x20);
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_hides_its_sender_and_a_reply_names_its_holder() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let vip = Ipv4Addr::new(198, 18, 0, 100);
+        let probe = arp_probe(mac, vip);
+        assert_eq!(&probe[ETHERNET_HEADER_LEN + 14..ETHERNET_HEADER_LEN + 18], &[0, 0, 0, 0]);
+        assert_eq!(&probe[ETHERNET_HEADER_LEN + 24..ETHERNET_HEADER_LEN + 28], &vip.octets());
+        // A request is not a reply.
+        assert_eq!(arp_reply_sender(&probe, vip), None);
+        let holder = MacAddr([2, 0, 0, 0, 0, 9]);
+        let mut reply = probe;
+        reply[ETHERNET_HEADER_LEN + 7] = 2;
+        reply[ETHERNET_HEADER_LEN + 8..ETHERNET_HEADER_LEN + 14].copy_from_slice(&holder.0);
+        reply[ETHERNET_HEADER_LEN + 14..ETHERNET_HEADER_LEN + 18].copy_from_slice(&vip.octets());
+        assert_eq!(arp_reply_sender(&reply, vip), Some(holder));
+        assert_eq!(arp_reply_sender(&reply, Ipv4Addr::new(198, 18, 0, 101)), None);
+        assert_eq!(arp_reply_sender(&reply[..20], vip), None);
     }
 }

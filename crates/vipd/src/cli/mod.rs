@@ -6,6 +6,7 @@ mod render;
 mod run;
 mod show;
 mod status;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,40 @@ pub enum Command {
     /// sessions; backends and DNAT targets change in place; VRRP settings
     /// change without giving up mastership where the change allows it.
     Reload(SocketArgs),
+    /// Check a live cluster: PASS, FAIL or SKIP per check, exit 1 if any failed.
+    ///
+    /// From anywhere: VIP:port accepts TCP, every plane's proxy port
+    /// accepts TCP, every apiserver answers /readyz (with the planes'
+    /// health-check settings). With `--node` naming the node it runs on:
+    /// its daemon answers on the control socket, the VIP is on its interface
+    /// exactly when it is master, its DNAT table sends new flows to the
+    /// planes it finds healthy, and an ARP probe on the VIP's link counts
+    /// the hosts that answer for the VIP (exactly one, or it is a split
+    /// brain). Replaces the manual "Test 1..5" of the keepalived+HAProxy
+    /// recipe.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The cluster file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The node this runs on, for the checks only it can make.
+    #[arg(short, long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// The secrets file (as for `vipd check`).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// The local daemon's control socket (with `--node`).
+    #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// How long each network check may take.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub timeout: crate::config::values::Interval,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The cluster file, the node and the secrets: what every per-node command takes.
@@ -208,6 +243,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(RenderCommand::Nftables(args)) => render::nftables(&args),
         Command::Status(args) => status::status(&args),
         Command::Reload(args) => status::reload(&args),
+        Command::Verify(args) => verify::run(&args),
     }
 }
 

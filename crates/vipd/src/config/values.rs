@@ -81,6 +81,15 @@ impl Interval {
     }
 }
 
+impl std::str::FromStr for Interval {
+    type Err = String;
+
+    /// `500ms`, `2s`, `1m`: the cluster file's duration syntax, for flags.
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_interval(text).map(Interval)
+    }
+}
+
 impl fmt::Display for Interval {
     /// Writes the shortest exact form that [`parse_interval`] reads back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,0 +1,506 @@
+//! `vipd verify`: live checks of a running cluster, each printed as PASS,
+//! FAIL or SKIP with what was seen. It replaces the seed's manual tests
+//! ("ping the VIP", "curl -k https://VIP:6443/healthz", "which node has
+//! the VIP?", "iptables -t nat -L") with one command whose exit code says
+//! whether all passed.
+//!
+//! What a check can see depends on where it runs: with `--node` naming a
+//! VIP holder, it also looks at that node's interface, daemon and DNAT
+//! table. The VIP-uniqueness check sends an ARP probe (RFC 5227) on the
+//! VIP's link and counts the MAC addresses that answer.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use vipd_core::vrrp::announce::{MacAddr, arp_probe, arp_reply_sender};
+
+use super::VerifyArgs;
+use crate::config::resolve::{HealthCheck, NodePlan};
+use crate::config::spec::{ClusterSpec, Role};
+use crate::health::probe::Probe;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Cannot be seen from here; not a failure.
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub check: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+fn finding(check: impl Into<String>, verdict: Verdict, detail: impl Into<String>) -> Finding {
+    Finding {
+        check: check.into(),
+        verdict,
+        detail: detail.into(),
+    }
+}
+
+pub fn run(args: &VerifyArgs) -> ExitCode {
+    let checked = match crate::config::check_file(&args.config, args.secrets.as_deref()) {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut findings = Vec::new();
+    let spec = match (&checked.spec, checked.errors()) {
+        (Some(spec), 0) => {
+            findings.push(finding(
+                "config",
+                Verdict::Pass,
+                format!("{} passes `vipd check`", args.config.display()),
+            ));
+            spec.clone()
+        }
+        _ => {
+            findings.push(finding(
+                "config",
+                Verdict::Fail,
+                format!(
+                    "{} does not pass `vipd check` ({} errors): run it for the details",
+                    args.config.display(),
+                    checked.errors()
+                ),
+            ));
+            return report(&findings, args.json);
+        }
+    };
+    let plan = match &args.node {
+        Some(name) => match spec.plan(name) {
+            Some(plan) => Some(plan),
+            None => {
+                eprintln!("error: no node \"{name}\" in {}", args.config.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = args.timeout.get();
+    runtime.block_on(async {
+        if let Some(plan) = &plan {
+            findings.extend(local_checks(&spec, plan, args).await);
+        }
+        findings.push(vip_holders(&spec, plan.as_ref()).await);
+        findings.push(tcp_check("vip-port", spec_endpoint(&spec), timeout).await);
+        let apiserver_check = apiserver_check(&spec);
+        for plane in spec.nodes_with(Role::Plane) {
+            let ports = spec.plane_ports(plane);
+            let proxy = SocketAddr::new(plane.address, ports.proxy_port.get());
+            findings.push(tcp_check(&format!("plane-proxy {}", plane.name), proxy, timeout).await);
+            let apiserver = SocketAddr::new(plane.address, ports.apiserver_port.get());
+            findings.push(
+                apiserver_ready(&plane.name, apiserver, &apiserver_check, timeout).await,
+            );
+        }
+    });
+    report(&findings, args.json)
+}
+
+fn spec_endpoint(spec: &ClusterSpec) -> SocketAddr {
+    SocketAddr::new(spec.vip.address, spec.api.port.get())
+}
+
+/// The planes' health check with `/readyz`: the apiserver's own verdict.
+fn apiserver_check(spec: &ClusterSpec) -> Option<HealthCheck> {
+    let plane = spec.nodes_with(Role::Plane).next()?;
+    let mut check = spec.plane_ports(plane).health;
+    if check.path.is_some() {
+        check.path = Some("/readyz".to_owned());
+    }
+    Some(check)
+}
+
+fn report(findings: &[Finding], json: bool) -> ExitCode {
+    let failed = findings.iter().filter(|f| f.verdict == Verdict::Fail).count();
+    if json {
+        let document = serde_json::json!({ "passed": failed == 0, "checks": findings });
+        println!("{document:#}");
+    } else {
+        let width = findings.iter().map(|f| f.check.len()).max().unwrap_or(0);
+        for f in findings {
+            let verdict = match f.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Fail => "FAIL",
+                Verdict::Skip => "SKIP",
+            };
+            println!("{verdict}  {:<width$}  {}", f.check, f.detail);
+        }
+        let passed = findings.iter().filter(|f| f.verdict == Verdict::Pass).count();
+        println!(
+            "\n{passed} passed, {failed} failed, {} skipped",
+            findings.len() - passed - failed
+        );
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn tcp_check(name: &str, address: SocketAddr, timeout: Duration) -> Finding {
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_)) => finding(
+            name,
+            Verdict::Pass,
+            format!("{address} accepts TCP ({:.1?})", started.elapsed()),
+        ),
+        Ok(Err(e)) => finding(name, Verdict::Fail, format!("{address}: {e}")),
+        Err(_) => finding(
+            name,
+            Verdict::Fail,
+            format!("{address}: no answer within {timeout:?}"),
+        ),
+    }
+}
+
+async fn apiserver_ready(
+    plane: &str,
+    address: SocketAddr,
+    check: &Option<HealthCheck>,
+    timeout: Duration,
+) -> Finding {
+    let name = format!("apiserver {plane}");
+    let Some(check) = check else {
+        return finding(name, Verdict::Skip, "no plane health check configured");
+    };
+    let probe = match Probe::from_check(address, check) {
+        Ok(probe) => probe,
+        Err(e) => return finding(name, Verdict::Fail, format!("cannot set the check up: {e}")),
+    };
+    let what = match &check.path {
+        Some(path) => format!("https://{address}{path}"),
+        None => format!("{address} (TCP)"),
+    };
+    match probe.run(timeout).await {
+        Ok(took) => finding(name, Verdict::Pass, format!("{what} answers ({took:.1?})")),
+        Err(e) => finding(name, Verdict::Fail, format!("{what}: {e}")),
+    }
+}
+
+/// What only the node itself can see: its daemon, the VIP on its
+/// interface, its DNAT table.
+async fn local_checks(spec: &ClusterSpec, plan: &NodePlan, args: &VerifyArgs) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let status = match crate::api::client::request(&args.socket, "GET", "/v1/status") {
+        Ok(response) if response.status == 200 => {
+            match serde_json::from_slice::<crate::api::schema::StatusDocument>(&response.body) {
+                Ok(document) => Some(document),
+                Err(e) => {
+                    out.push(finding("daemon", Verdict::Fail, format!("unreadable status: {e}")));
+                    None
+                }
+            }
+        }
+        Ok(response) => {
+            out.push(finding(
+                "daemon",
+                Verdict::Fail,
+                format!("the control socket answered {}", response.status),
+            ));
+            None
+        }
+        Err(e) => {
+            out.push(finding("daemon", Verdict::Fail, e.to_string()));
+            None
+        }
+    };
+    if let Some(document) = &status {
+        if document.node != plan.node {
+            out.push(finding(
+                "daemon",
+                Verdict::Fail,
+                format!(
+                    "the daemon at {} runs node \"{}\", not \"{}\"",
+                    args.socket.display(),
+                    document.node,
+                    plan.node
+                ),
+            ));
+        } else {
+            let down: Vec<String> = document
+                .frontends
+                .iter()
+                .flat_map(|f| {
+                    f.backends
+                        .iter()
+                        .filter(|b| !b.healthy)
+                        .map(move |b| format!("{} backend {}", f.name, b.name))
+                })
+                .collect();
+            let detail = if down.is_empty() {
+                format!("running, config generation {}", document.config.generation)
+            } else {
+                format!(
+                    "running, config generation {}; marked down: {}",
+                    document.config.generation,
+                    down.join(", ")
+                )
+            };
+            out.push(finding("daemon", Verdict::Pass, detail));
+            if let Some(reload) = document.last_reload.as_ref().filter(|r| !r.ok) {
+                out.push(finding(
+                    "last-reload",
+                    Verdict::Fail,
+                    format!(
+                        "the last reload was refused (the old configuration runs): {}",
+                        reload.errors.join("; ")
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(vrrp), Some(document)) = (&plan.vrrp, &status)
+        && let Some(v) = &document.vrrp
+    {
+        let netlink_has = match crate::netlink::Netlink::connect() {
+            Ok(netlink) => match netlink.link(&vrrp.interface).await {
+                Ok(link) => netlink.has_address(link.index, spec.vip.address).await.ok(),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let master = v.state == "master";
+        let (verdict, detail) = match netlink_has {
+            Some(has) if has == master => (
+                Verdict::Pass,
+                format!(
+                    "{} and the VIP is {}on {}",
+                    v.state,
+                    if has { "" } else { "not " },
+                    vrrp.interface
+                ),
+            ),
+            Some(has) => (
+                Verdict::Fail,
+                format!(
+                    "state {} but the VIP is {}on {}: something else changed the interface",
+                    v.state,
+                    if has { "" } else { "not " },
+                    vrrp.interface
+                ),
+            ),
+            None => (
+                Verdict::Skip,
+                format!("cannot read the addresses of {}", vrrp.interface),
+            ),
+        };
+        out.push(finding("vip-local", verdict, detail));
+    }
+    if let Some(dnat) = &plan.dnat {
+        out.push(dnat_table(dnat, status.as_ref()).await);
+    }
+    out
+}
+
+/// The `inet vipd` table is there, and the targets it sends new flows to
+/// are the planes the daemon finds healthy.
+async fn dnat_table(
+    dnat: &crate::config::resolve::DnatPlan,
+    status: Option<&crate::api::schema::StatusDocument>,
+) -> Finding {
+    let name = "dnat-table";
+    let nft = crate::nftables::Nft::default();
+    let text = match nft.list_table().await {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            return finding(
+                name,
+                Verdict::Fail,
+                "table inet vipd is missing: is the daemon running with api.datapath = \"dnat\"?",
+            );
+        }
+        Err(e) => return finding(name, Verdict::Fail, format!("cannot list it: {e}")),
+    };
+    // A target is in the table as `ADDRESS . PORT` in the bucket map.
+    let in_table: BTreeSet<String> = dnat
+        .targets
+        .iter()
+        .filter(|t| text.contains(&format!("{} . {}", t.address.ip(), t.address.port())))
+        .map(|t| t.node.clone())
+        .collect();
+    let Some(dnat_status) = status.and_then(|s| s.dnat.as_ref()) else {
+        return finding(
+            name,
+            Verdict::Pass,
+            format!(
+                "present, targets {} (no daemon status to compare with)",
+                join(&in_table)
+            ),
+        );
+    };
+    let healthy: BTreeSet<String> = dnat_status
+        .targets
+        .iter()
+        .filter(|t| t.healthy)
+        .map(|t| t.node.clone())
+        .collect();
+    if healthy == in_table || (healthy.is_empty() && dnat_status.fail_open) {
+        let note = if dnat_status.fail_open {
+            " (fail-open: no plane healthy, the last set kept)"
+        } else {
+            ""
+        };
+        finding(
+            name,
+            if dnat_status.fail_open {
+                Verdict::Fail
+            } else {
+                Verdict::Pass
+            },
+            format!("present, targets {} = the healthy planes{note}", join(&in_table)),
+        )
+    } else {
+        finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "the table sends new flows to {} but the healthy planes are {}",
+                join(&in_table),
+                join(&healthy)
+            ),
+        )
+    }
+}
+
+fn join(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        "(none)".to_owned()
+    } else {
+        names.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// How many hosts answer for the VIP on its link: this node (its own
+/// interface) plus every MAC that answers an ARP probe.
+async fn vip_holders(spec: &ClusterSpec, plan: Option<&NodePlan>) -> Finding {
+    let name = "vip-holders";
+    let IpAddr::V4(vip) = spec.vip.address else {
+        return finding(
+            name,
+            Verdict::Skip,
+            "IPv6 VIP: duplicate detection by NDP is not done yet; check `vipd status` on each holder",
+        );
+    };
+    let Some(plan) = plan else {
+        return finding(
+            name,
+            Verdict::Skip,
+            "give --node (a node on the VIP's link) to count the holders",
+        );
+    };
+    let interface = match &plan.vrrp {
+        Some(vrrp) => vrrp.interface.clone(),
+        None => match spec.node(&plan.node) {
+            Some(node) => spec.node_interface(node).to_owned(),
+            None => return finding(name, Verdict::Skip, "unknown node"),
+        },
+    };
+    let netlink = match crate::netlink::Netlink::connect() {
+        Ok(netlink) => netlink,
+        Err(e) => return finding(name, Verdict::Skip, format!("netlink: {e}")),
+    };
+    let link = match netlink.link(&interface).await {
+        Ok(link) => link,
+        Err(e) => return finding(name, Verdict::Skip, format!("interface {interface}: {e}")),
+    };
+    let here = netlink
+        .has_address(link.index, spec.vip.address)
+        .await
+        .unwrap_or(false);
+    let Some(mac) = link.mac.filter(|_| link.arp) else {
+        return finding(
+            name,
+            Verdict::Skip,
+            format!("{interface} has no ARP (WireGuard, tun): holders cannot be counted from here"),
+        );
+    };
+    let answers = match tokio::task::spawn_blocking(move || probe(link.index, MacAddr(mac), vip)).await
+    {
+        Ok(Ok(answers)) => answers,
+        Ok(Err(e)) => return finding(name, Verdict::Skip, format!("ARP probe: {e} (needs root)")),
+        Err(e) => return finding(name, Verdict::Skip, format!("ARP probe: {e}")),
+    };
+    let mut holders: Vec<String> = answers.iter().map(format_mac).collect();
+    if here {
+        holders.insert(0, format!("this node ({})", plan.node));
+    }
+    match holders.len() {
+        1 => finding(name, Verdict::Pass, format!("{vip} is held by exactly one host: {}", holders[0])),
+        0 => finding(
+            name,
+            Verdict::Fail,
+            format!("no host answers for {vip}: no VIP holder is master (see `vipd status` on the holders)"),
+        ),
+        n => finding(
+            name,
+            Verdict::Fail,
+            format!("{n} hosts answer for {vip}: {} (split brain: do the holders hear each other's adverts?)", holders.join(", ")),
+        ),
+    }
+}
+
+fn format_mac(mac: &MacAddr) -> String {
+    mac.0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Sends ARP probes for `vip` and collects the distinct repliers for half
+/// a second. Bounded: three probes, one receive deadline.
+fn probe(ifindex: u32, mac: MacAddr, vip: Ipv4Addr) -> std::io::Result<Vec<MacAddr>> {
+    const ETHERTYPE_ARP: u16 = 0x0806;
+    let socket = crate::sys::packet_socket_for(ifindex, ETHERTYPE_ARP)?;
+    let mut frame = arp_probe(mac, vip).to_vec();
+    frame.resize(60, 0);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut answers: Vec<MacAddr> = Vec::new();
+    let mut buf = [0u8; 1600];
+    for _ in 0..3 {
+        socket.send(&frame)?;
+        let round_end = (Instant::now() + Duration::from_millis(150)).min(deadline);
+        while let Some(left) = round_end.checked_duration_since(Instant::now()) {
+            if left.is_zero() {
+                break;
+            }
+            socket.set_read_timeout(Some(left))?;
+            let n = match std::io::Read::read(&mut &socket, &mut buf) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                Err(e) => return Err(e),
+            };
+            if let Some(sender) = arp_reply_sender(&buf[..n], vip)
+                && sender != mac
+                && !answers.contains(&sender)
+            {
+                answers.push(sender);
+            }
+        }
+    }
+    Ok(answers)
+}
