@@ -263,7 +263,7 @@ fn no_secret_leaks_without_the_flag() {
     assert_eq!(code, 1);
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
-        stderr.contains("the secret \"wg_lb_a\" is not the private key of node \"lb-a\""),
+        stderr.contains("error[wireguard-private-key]: secret \"wg_lb_a\" is the private key of"),
         "{stderr}"
     );
     outputs.extend([stdout, stderr]);
