@@ -941,3 +941,36 @@ fn static_pod_runs_vipd_with_three_capabilities() {
     assert_eq!(code, 1);
     assert!(stderr.contains("absolute path"), "{stderr}");
 }
+
+#[test]
+fn help_names_every_renderer_and_option() {
+    let (help, _, code) = vipd(&["render", "--help"]);
+    assert_eq!(code, 0);
+    for command in ["nftables", "wireguard", "kubeadm", "dns", "static-pod"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    for (command, options) in [
+        (
+            "wireguard",
+            &["--node", "--output", "--show-secrets", "--secrets"][..],
+        ),
+        ("kubeadm", &["--output", "--endpoint", "--api-version"]),
+        ("dns", &["--output", "--format", "hosts"]),
+        (
+            "static-pod",
+            &["--node", "--output", "--image", "--node-config"],
+        ),
+    ] {
+        let (help, _, code) = vipd(&["render", command, "--help"]);
+        assert_eq!(code, 0);
+        for option in options {
+            assert!(
+                help.contains(option),
+                "{option} missing from render {command}:\n{help}"
+            );
+        }
+    }
+    let (help, _, code) = vipd(&["wg", "--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("genkey") && help.contains("pubkey"), "{help}");
+}

@@ -50,8 +50,10 @@ pub enum Command {
     /// Print what a node would load into the kernel or a peer program, without running anything.
     ///
     /// Each renderer reads the cluster file (it must pass `vipd check`) and
-    /// prints one node's generated configuration on stdout, the way the
-    /// daemon generates it.
+    /// prints one node's generated configuration (kubeadm and dns: the
+    /// cluster's) on stdout; where offered, `-o FILE` writes a file instead,
+    /// mode 0600 when it holds a secret. Secrets appear only with `-o` or
+    /// `--show-secrets`.
     #[command(subcommand)]
     Render(RenderCommand),
     /// Run the daemon for one node of the cluster file.
