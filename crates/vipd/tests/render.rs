@@ -586,13 +586,16 @@ fn wg_setconf_loads_a_wireguard_file() {
     // namespace: the name carries the run id.
     let ifname = format!("w{}", topology.run_id());
     assert!(ifname.len() <= 15, "{ifname}");
+    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    // wireguard-go removes its socket on SIGTERM; after a SIGKILL (the
+    // topology's clean-up on a panic) this guard does.
+    let _socket_guard = RemoveOnDrop(socket.clone());
     let mut command = host.command("wireguard-go");
     command
         .args(["-f", &ifname])
         .env("WG_PROCESS_FOREGROUND", "1");
     command.stdout(Stdio::null()).stderr(Stdio::null());
-    topology.spawn(command).unwrap();
-    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    let pid = topology.spawn(command).unwrap();
     assert!(
         vipd::lab::netns::Topology::wait_for(
             Duration::from_secs(10),
@@ -656,6 +659,27 @@ fn wg_setconf_loads_a_wireguard_file() {
     let mut allowed: Vec<&str> = field(cp_2, "AllowedIPs").unwrap().split(", ").collect();
     allowed.sort_unstable();
     assert_eq!(allowed, ["10.244.2.0/24", "198.19.7.12/32"]);
+
+    topology
+        .signal(pid, nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert!(
+        vipd::lab::netns::Topology::wait_for(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || !socket.exists()
+        ),
+        "wireguard-go did not stop"
+    );
+}
+
+/// Removes a file when dropped, also when the test panics.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// named-checkzone loads the zone lines `$INCLUDE`d into a zone, and the
