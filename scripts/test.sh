@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # iproute2 and nftables for the namespace tests and the datapath; keepalived
-# and haproxy are the peers vipd is tested and measured against.
-ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps
+# and haproxy are the peers vipd is tested and measured against; wireguard-tools,
+# wireguard-go (a userspace interface for `wg setconf`) and bind9-utils
+# (named-checkzone) read what `vipd render` writes.
+ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps \
+  wireguard-tools wireguard-go bind9-utils
 ensure_rust
 
 log "cargo fmt --check"

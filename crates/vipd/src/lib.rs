@@ -9,6 +9,7 @@
 //! - [`api`]: the control socket (`vipd status`, `vipd reload`) and the metrics;
 //! - [`lab`]: network-namespace topologies for tests and the lab;
 //! - [`nftables`]: the DNAT datapath of a VIP holder (the `inet vipd` table);
+//! - [`render`]: what `vipd render` prints for peer programs (WireGuard, kubeadm, DNS, kubelet);
 //! - [`sys`]: the only place where `unsafe` is allowed.
 
 pub mod api;
@@ -20,5 +21,6 @@ pub mod lab;
 pub mod netlink;
 pub mod nftables;
 pub mod proxy;
+pub mod render;
 pub mod sys;
 pub mod vrrp;

@@ -318,8 +318,14 @@ mod probe_tests {
         let mac = MacAddr([2, 0, 0, 0, 0, 1]);
         let vip = Ipv4Addr::new(198, 18, 0, 100);
         let probe = arp_probe(mac, vip);
-        assert_eq!(&probe[ETHERNET_HEADER_LEN + 14..ETHERNET_HEADER_LEN + 18], &[0, 0, 0, 0]);
-        assert_eq!(&probe[ETHERNET_HEADER_LEN + 24..ETHERNET_HEADER_LEN + 28], &vip.octets());
+        assert_eq!(
+            &probe[ETHERNET_HEADER_LEN + 14..ETHERNET_HEADER_LEN + 18],
+            &[0, 0, 0, 0]
+        );
+        assert_eq!(
+            &probe[ETHERNET_HEADER_LEN + 24..ETHERNET_HEADER_LEN + 28],
+            &vip.octets()
+        );
         // A request is not a reply.
         assert_eq!(arp_reply_sender(&probe, vip), None);
         let holder = MacAddr([2, 0, 0, 0, 0, 9]);
@@ -328,7 +334,10 @@ mod probe_tests {
         reply[ETHERNET_HEADER_LEN + 8..ETHERNET_HEADER_LEN + 14].copy_from_slice(&holder.0);
         reply[ETHERNET_HEADER_LEN + 14..ETHERNET_HEADER_LEN + 18].copy_from_slice(&vip.octets());
         assert_eq!(arp_reply_sender(&reply, vip), Some(holder));
-        assert_eq!(arp_reply_sender(&reply, Ipv4Addr::new(198, 18, 0, 101)), None);
+        assert_eq!(
+            arp_reply_sender(&reply, Ipv4Addr::new(198, 18, 0, 101)),
+            None
+        );
         assert_eq!(arp_reply_sender(&reply[..20], vip), None);
     }
 }

@@ -7,6 +7,7 @@ mod run;
 mod show;
 mod status;
 mod verify;
+mod wg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,8 +52,10 @@ pub enum Command {
     /// Print what a node would load into the kernel or a peer program, without running anything.
     ///
     /// Each renderer reads the cluster file (it must pass `vipd check`) and
-    /// prints one node's generated configuration on stdout, the way the
-    /// daemon generates it.
+    /// prints one node's generated configuration (kubeadm and dns: the
+    /// cluster's) on stdout; where offered, `-o FILE` writes a file instead,
+    /// mode 0600 when it holds a secret. Secrets appear only with `-o` or
+    /// `--show-secrets`.
     #[command(subcommand)]
     Render(RenderCommand),
     /// Run the daemon for one node of the cluster file.
@@ -96,6 +99,9 @@ pub enum Command {
     /// brain). Replaces the manual "Test 1..5" of the keepalived+HAProxy
     /// recipe.
     Verify(VerifyArgs),
+    /// WireGuard keys, as `wg genkey` and `wg pubkey` make them.
+    #[command(subcommand)]
+    Wg(wg::WgCommand),
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +211,25 @@ pub enum RenderCommand {
     /// loads it by hand. The node must hold the VIP with `api.datapath =
     /// "dnat"`.
     Nftables(RenderArgs),
+    /// A node's wg-quick file: its interface, private key and every peer.
+    ///
+    /// The private key is written only to a file (`-o`, mode 0600) or with
+    /// `--show-secrets`; otherwise its line names the secret. With the VIP on
+    /// the mesh interface, the VIP's /32 is in the AllowedIPs of the holder
+    /// with the highest priority (the file's comment says what that costs).
+    Wireguard(render::WireguardArgs),
+    /// The kubeadm ClusterConfiguration fragment: controlPlaneEndpoint is the
+    /// VIP, certSANs has the VIP, its name and every plane; join commands as comments.
+    Kubeadm(render::KubeadmArgs),
+    /// DNS records of the VIP name and every node: zone-file lines, or /etc/hosts lines.
+    Dns(render::DnsArgs),
+    /// A kubelet static Pod running `vipd run` for a node (for /etc/kubernetes/manifests).
+    ///
+    /// hostNetwork, capabilities NET_ADMIN, NET_RAW and NET_BIND_SERVICE
+    /// only, the cluster file's directory mounted read-only,
+    /// system-node-critical. A static Pod runs only once the kubelet runs:
+    /// see docs/operations.md for what that means for `kubeadm init`.
+    StaticPod(render::StaticPodArgs),
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +269,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => status::status(&args),
         Command::Reload(args) => status::reload(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Render(RenderCommand::Wireguard(args)) => render::wireguard(&args),
+        Command::Render(RenderCommand::Kubeadm(args)) => render::kubeadm(&args),
+        Command::Render(RenderCommand::Dns(args)) => render::dns(&args),
+        Command::Render(RenderCommand::StaticPod(args)) => render::static_pod(&args),
+        Command::Wg(command) => wg::run(&command),
     }
 }
 
@@ -263,24 +293,41 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// For commands that need a valid cluster file: reads and checks it, and
-/// returns the plan of `node` with the spec. Errors are printed with their
-/// source excerpt, and the command exits 1.
-pub(crate) fn load_node_plan(
-    args: &NodeArgs,
-) -> Result<(crate::config::ClusterSpec, crate::config::NodePlan), ExitCode> {
+/// The cluster file and the secrets: what whole-cluster commands take.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The cluster file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The secrets file (as for `vipd check`).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+}
+
+/// A cluster file that passes `vipd check`, with its secrets when they could be read.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub spec: crate::config::ClusterSpec,
+    /// The one place commands get secret values from.
+    pub secrets: Option<crate::config::Secrets>,
+}
+
+/// For commands that need a valid cluster file: reads and checks it. Errors
+/// are printed with their source excerpt, and the command exits 1.
+pub(crate) fn load_checked(
+    config: &std::path::Path,
+    secrets: Option<&std::path::Path>,
+) -> Result<Loaded, ExitCode> {
     use crate::config::Severity;
-    let (config, secrets, node) = (
-        args.config.as_path(),
-        args.secrets.as_deref(),
-        args.node.as_str(),
-    );
     let checked = crate::config::check_file(config, secrets).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", config.display());
         ExitCode::FAILURE
     })?;
-    let spec = match (checked.spec.as_ref(), checked.errors()) {
-        (Some(spec), 0) => spec,
+    match (checked.spec.as_ref(), checked.errors()) {
+        (Some(spec), 0) => Ok(Loaded {
+            spec: spec.clone(),
+            secrets: checked.secrets.as_ref().and_then(|s| s.secrets()).cloned(),
+        }),
         _ => {
             for d in checked
                 .diagnostics
@@ -293,11 +340,25 @@ pub(crate) fn load_node_plan(
                 "error: {} does not pass `vipd check`; fix the errors above first",
                 config.display()
             );
-            return Err(ExitCode::FAILURE);
+            Err(ExitCode::FAILURE)
         }
-    };
-    let Some(plan) = spec.plan(node) else {
-        let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
+    }
+}
+
+/// For commands that need a valid cluster file and a node: [`load_checked`],
+/// and the plan of `args.node`.
+pub(crate) fn load_node_plan(
+    args: &NodeArgs,
+) -> Result<(crate::config::ClusterSpec, crate::config::NodePlan), ExitCode> {
+    load_node(args).map(|(loaded, plan)| (loaded.spec, plan))
+}
+
+/// [`load_node_plan`] with the secrets.
+pub(crate) fn load_node(args: &NodeArgs) -> Result<(Loaded, crate::config::NodePlan), ExitCode> {
+    let (config, node) = (args.config.as_path(), args.node.as_str());
+    let loaded = load_checked(config, args.secrets.as_deref())?;
+    let Some(plan) = loaded.spec.plan(node) else {
+        let names: Vec<&str> = loaded.spec.nodes.iter().map(|n| n.name.as_str()).collect();
         eprintln!(
             "error: no node \"{node}\" in {}; the nodes are: {}",
             config.display(),
@@ -305,5 +366,5 @@ pub(crate) fn load_node_plan(
         );
         return Err(ExitCode::FAILURE);
     };
-    Ok((spec.clone(), plan))
+    Ok((loaded, plan))
 }

@@ -110,9 +110,7 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
             let proxy = SocketAddr::new(plane.address, ports.proxy_port.get());
             findings.push(tcp_check(&format!("plane-proxy {}", plane.name), proxy, timeout).await);
             let apiserver = SocketAddr::new(plane.address, ports.apiserver_port.get());
-            findings.push(
-                apiserver_ready(&plane.name, apiserver, &apiserver_check, timeout).await,
-            );
+            findings.push(apiserver_ready(&plane.name, apiserver, &apiserver_check, timeout).await);
         }
     });
     report(&findings, args.json)
@@ -133,7 +131,10 @@ fn apiserver_check(spec: &ClusterSpec) -> Option<HealthCheck> {
 }
 
 fn report(findings: &[Finding], json: bool) -> ExitCode {
-    let failed = findings.iter().filter(|f| f.verdict == Verdict::Fail).count();
+    let failed = findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Fail)
+        .count();
     if json {
         let document = serde_json::json!({ "passed": failed == 0, "checks": findings });
         println!("{document:#}");
@@ -147,7 +148,10 @@ fn report(findings: &[Finding], json: bool) -> ExitCode {
             };
             println!("{verdict}  {:<width$}  {}", f.check, f.detail);
         }
-        let passed = findings.iter().filter(|f| f.verdict == Verdict::Pass).count();
+        let passed = findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Pass)
+            .count();
         println!(
             "\n{passed} passed, {failed} failed, {} skipped",
             findings.len() - passed - failed
@@ -210,7 +214,11 @@ async fn local_checks(spec: &ClusterSpec, plan: &NodePlan, args: &VerifyArgs) ->
             match serde_json::from_slice::<crate::api::schema::StatusDocument>(&response.body) {
                 Ok(document) => Some(document),
                 Err(e) => {
-                    out.push(finding("daemon", Verdict::Fail, format!("unreadable status: {e}")));
+                    out.push(finding(
+                        "daemon",
+                        Verdict::Fail,
+                        format!("unreadable status: {e}"),
+                    ));
                     None
                 }
             }
@@ -371,7 +379,10 @@ async fn dnat_table(
             } else {
                 Verdict::Pass
             },
-            format!("present, targets {} = the healthy planes{note}", join(&in_table)),
+            format!(
+                "present, targets {} = the healthy planes{note}",
+                join(&in_table)
+            ),
         )
     } else {
         finding(
@@ -438,7 +449,8 @@ async fn vip_holders(spec: &ClusterSpec, plan: Option<&NodePlan>) -> Finding {
             format!("{interface} has no ARP (WireGuard, tun): holders cannot be counted from here"),
         );
     };
-    let answers = match tokio::task::spawn_blocking(move || probe(link.index, MacAddr(mac), vip)).await
+    let answers = match tokio::task::spawn_blocking(move || probe(link.index, MacAddr(mac), vip))
+        .await
     {
         Ok(Ok(answers)) => answers,
         Ok(Err(e)) => return finding(name, Verdict::Skip, format!("ARP probe: {e} (needs root)")),
@@ -449,16 +461,25 @@ async fn vip_holders(spec: &ClusterSpec, plan: Option<&NodePlan>) -> Finding {
         holders.insert(0, format!("this node ({})", plan.node));
     }
     match holders.len() {
-        1 => finding(name, Verdict::Pass, format!("{vip} is held by exactly one host: {}", holders[0])),
+        1 => finding(
+            name,
+            Verdict::Pass,
+            format!("{vip} is held by exactly one host: {}", holders[0]),
+        ),
         0 => finding(
             name,
             Verdict::Fail,
-            format!("no host answers for {vip}: no VIP holder is master (see `vipd status` on the holders)"),
+            format!(
+                "no host answers for {vip}: no VIP holder is master (see `vipd status` on the holders)"
+            ),
         ),
         n => finding(
             name,
             Verdict::Fail,
-            format!("{n} hosts answer for {vip}: {} (split brain: do the holders hear each other's adverts?)", holders.join(", ")),
+            format!(
+                "{n} hosts answer for {vip}: {} (split brain: do the holders hear each other's adverts?)",
+                holders.join(", ")
+            ),
         ),
     }
 }
@@ -491,7 +512,14 @@ fn probe(ifindex: u32, mac: MacAddr, vip: Ipv4Addr) -> std::io::Result<Vec<MacAd
             socket.set_read_timeout(Some(left))?;
             let n = match std::io::Read::read(&mut &socket, &mut buf) {
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
                 Err(e) => return Err(e),
             };
             if let Some(sender) = arp_reply_sender(&buf[..n], vip)

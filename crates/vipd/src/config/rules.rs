@@ -202,6 +202,17 @@ pub const RULES: &[Rule] = &[
         "a WireGuard endpoint that is not host:port",
     ),
     rule(
+        "wireguard-private-key",
+        E,
+        "a WireGuard private key secret that is not a key, or not the key of the node's public_key",
+    ),
+    rule("dns-zone", E, "[dns] zone is not a domain name"),
+    rule(
+        "dns-name-collision",
+        E,
+        "[dns] vip_name is also a node's name",
+    ),
+    rule(
         "wireguard-without-mesh",
         W,
         "[nodes.wireguard] without a [mesh] section",
@@ -415,6 +426,48 @@ fn names(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
             .help(label_help),
         );
     }
+    if let Some(zone) = &ctx.spec.dns.zone
+        && !is_domain_name(zone)
+    {
+        out.push(
+            Diagnostic::error(
+                "dns-zone",
+                "dns.zone",
+                format!("zone \"{zone}\" is not a domain name"),
+            )
+            .help("write it as DNS labels joined by dots, like \"prod.example.\" (the final dot is optional)"),
+        );
+    }
+    if let Some((path, node)) = ctx.nodes().find(|(_, n)| n.name == ctx.spec.dns.vip_name) {
+        out.push(
+            Diagnostic::error(
+                "dns-name-collision",
+                "dns.vip_name",
+                format!(
+                    "the VIP's name \"{}\" is also the name of {path} ({}): `vipd render dns` would give one name two addresses",
+                    ctx.spec.dns.vip_name, node.address
+                ),
+            )
+            .help("give the VIP a name of its own, like vip_name = \"k8s-api\""),
+        );
+    }
+}
+
+/// A domain name of DNS labels joined by dots, with an optional final dot;
+/// at most 253 characters. Letters of either case, digits and '-'.
+fn is_domain_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Linux `dev_valid_name`: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white space.
@@ -1128,7 +1181,8 @@ fn wireguard(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
             );
         }
         let decoded = base64::engine::general_purpose::STANDARD.decode(&wg.public_key);
-        if !matches!(decoded, Ok(ref bytes) if bytes.len() == 32) {
+        let key_ok = matches!(decoded, Ok(ref bytes) if bytes.len() == 32);
+        if !key_ok {
             out.push(
                 Diagnostic::error(
                     "wireguard-key",
@@ -1151,6 +1205,35 @@ fn wireguard(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
             );
         } else {
             keys.insert(&wg.public_key, path.clone());
+        }
+        if let (Some(name), Some(secrets), true) = (
+            wg.private_key.as_ref().and_then(SecretField::name),
+            ctx.secrets.secrets(),
+            key_ok,
+        ) && let Some(value) = secrets.get(name)
+        {
+            match crate::render::wireguard::public_key(value.expose()) {
+                Err(_) => out.push(
+                    Diagnostic::error(
+                        "wireguard-private-key",
+                        format!("{path}.wireguard.private_key"),
+                        format!("secret \"{name}\" is not a WireGuard private key (44 characters of base64, 32 bytes)"),
+                    )
+                    .help("make a key pair with `vipd wg genkey` (or `wg genkey`) and put the private key there"),
+                ),
+                Ok(derived) if derived != wg.public_key => out.push(
+                    Diagnostic::error(
+                        "wireguard-private-key",
+                        format!("{path}.wireguard.private_key"),
+                        format!(
+                            "secret \"{name}\" is the private key of {derived}, not of this node's public_key {}",
+                            wg.public_key
+                        ),
+                    )
+                    .help("fix the public key (`vipd wg pubkey` reads the private key on stdin) or the secret"),
+                ),
+                Ok(_) => {}
+            }
         }
         if let Some(endpoint) = &wg.endpoint
             && !is_endpoint(endpoint)
@@ -1206,6 +1289,16 @@ mod tests {
             "a b:1",
         ] {
             assert!(!is_endpoint(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn domain_names() {
+        for good in ["prod.example.", "prod.example", "a", "Example.COM", "x-1.y"] {
+            assert!(is_domain_name(good), "{good}");
+        }
+        for bad in ["", ".", "a..b", "-a.b", "a_b.c", "a b", &"a".repeat(64)] {
+            assert!(!is_domain_name(bad), "{bad}");
         }
     }
 

@@ -1,0 +1,267 @@
+//! WireGuard: a node's wg-quick file, and x25519 key pairs as `wg genkey` and
+//! `wg pubkey` make them.
+//!
+//! Keys are 32 bytes in standard base64 (44 characters). A private key is 32
+//! random bytes clamped as RFC 7748 §5 decodes an X25519 scalar (the low 3
+//! bits and the top bit cleared, bit 254 set), which is what `wg genkey`
+//! prints; the public key is the scalar times the base point u = 9.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use ipnet::IpNet;
+
+use super::RenderError;
+use crate::config::NodePlan;
+use crate::config::secrets::SecretValue;
+use crate::config::spec::{ClusterSpec, NodeSpec, Role};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The keepalive a node without an endpoint (behind NAT) sends to the peers
+/// it reaches, so its NAT mapping stays open: wg(8)'s suggested 25 s.
+pub const NAT_KEEPALIVE_SECS: u32 = 25;
+
+/// Why a key cannot be used. Never holds the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a WireGuard key: expected 44 characters of base64 (32 bytes)")]
+    Format,
+    #[error("the system's random number generator failed: {0}")]
+    Random(String),
+}
+
+/// RFC 7748 §5 clamping, as `wg genkey` applies it.
+fn clamp(mut key: [u8; 32]) -> [u8; 32] {
+    key[0] &= 248;
+    key[31] &= 127;
+    key[31] |= 64;
+    key
+}
+
+/// Decodes a base64 key of exactly 32 bytes (surrounding white space allowed,
+/// as `wg pubkey` reads a line from stdin).
+pub fn decode_key(text: &str) -> Result<[u8; 32], KeyError> {
+    let bytes = B64.decode(text.trim()).map_err(|_| KeyError::Format)?;
+    bytes.try_into().map_err(|_| KeyError::Format)
+}
+
+pub fn encode_key(key: &[u8; 32]) -> String {
+    B64.encode(key)
+}
+
+/// A new private key from the operating system's random source, clamped and
+/// base64-encoded, like `wg genkey`.
+pub fn generate_private_key() -> Result<String, KeyError> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| KeyError::Random(e.to_string()))?;
+    Ok(encode_key(&clamp(key)))
+}
+
+/// The public key of a base64 private key, like `wg pubkey`. An unclamped
+/// key gives the same public key as its clamped form, as with `wg pubkey`.
+pub fn public_key(private: &str) -> Result<String, KeyError> {
+    let secret = x25519_dalek::StaticSecret::from(clamp(decode_key(private)?));
+    Ok(encode_key(
+        x25519_dalek::PublicKey::from(&secret).as_bytes(),
+    ))
+}
+
+/// How the `PrivateKey` line is written.
+#[derive(Debug, Clone, Copy)]
+pub enum PrivateKey<'a> {
+    /// A placeholder naming the secret: the file is not usable as it is,
+    /// but shows everything else without revealing the key.
+    Hidden,
+    /// The key itself (`--show-secrets`, or a 0600 file with `-o`).
+    Shown(&'a SecretValue),
+}
+
+/// The VIP holder that carries the VIP while it is up: the highest
+/// priority, the higher address on a tie (RFC 5798 §6.4.3). None without holders.
+pub fn preferred_holder(spec: &ClusterSpec) -> Option<&NodeSpec> {
+    spec.nodes_with(Role::Vip)
+        .max_by_key(|n| (n.priority.unwrap_or(0), n.address))
+}
+
+/// The wg-quick file of `plan`'s node. `private_key` says whether the key is
+/// written; when it is, it must be the key of the node's `public_key`.
+pub fn render(
+    spec: &ClusterSpec,
+    plan: &NodePlan,
+    private_key: PrivateKey<'_>,
+) -> Result<String, RenderError> {
+    let Some(wg) = &plan.wireguard else {
+        return Err(RenderError(format!(
+            "the cluster file has no [mesh] section, so node \"{}\" has no WireGuard interface: add [mesh] with the interface and network",
+            plan.node
+        )));
+    };
+    let node = spec
+        .node(&plan.node)
+        .ok_or_else(|| RenderError(format!("no node \"{}\"", plan.node)))?;
+    let own = node.wireguard.as_ref().ok_or_else(|| {
+        RenderError(format!(
+            "node \"{}\" has no [nodes.wireguard] entry: add its public_key and private_key = {{ secret = \"...\" }}",
+            plan.node
+        ))
+    })?;
+    let Some(secret) = &wg.private_key_secret else {
+        return Err(RenderError(format!(
+            "node \"{}\" names no private key: add private_key = {{ secret = \"NAME\" }} to its [nodes.wireguard] and the key to the secrets file",
+            plan.node
+        )));
+    };
+    let private_line = match private_key {
+        PrivateKey::Hidden => format!("<secret {secret}: use --show-secrets or -o>"),
+        PrivateKey::Shown(value) => {
+            let derived = public_key(value.expose()).map_err(|_| {
+                RenderError(format!(
+                    "the secret \"{secret}\" is not a WireGuard private key (44 characters of base64): make one with `vipd wg genkey`"
+                ))
+            })?;
+            if derived != own.public_key {
+                return Err(RenderError(format!(
+                    "the secret \"{secret}\" is not the private key of node \"{}\": its public key is {derived}, the cluster file says {}; fix one of them (`vipd wg pubkey` prints a key's public key)",
+                    plan.node, own.public_key
+                )));
+            }
+            value.expose().trim().to_owned()
+        }
+    };
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# WireGuard interface {} of node {} (cluster {}), made by `vipd render wireguard`.",
+        wg.interface, plan.node, plan.cluster
+    );
+    let _ = writeln!(
+        out,
+        "# Install as /etc/wireguard/{}.conf (mode 0600), then `wg-quick up {}`.",
+        wg.interface, wg.interface
+    );
+    out.push_str("[Interface]\n");
+    let _ = writeln!(out, "Address = {}", wg.address);
+    let _ = writeln!(out, "ListenPort = {}", wg.listen_port);
+    let _ = writeln!(out, "PrivateKey = {private_line}");
+
+    let vip_route = vip_route(spec, plan);
+    let behind_nat = own.endpoint.is_none();
+    for peer in &wg.peers {
+        let peer_node = spec.node(&peer.node);
+        out.push('\n');
+        let roles = peer_node
+            .map(|n| {
+                let mut roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
+                roles.dedup();
+                let mut text = roles.join(", ");
+                if let (true, Some(p)) = (n.has_role(Role::Vip), n.priority) {
+                    let _ = write!(text, ", priority {p}");
+                }
+                text
+            })
+            .unwrap_or_default();
+        let _ = writeln!(out, "# {} ({roles})", peer.node);
+        let mut allowed: Vec<IpNet> = peer.allowed_ips.clone();
+        if let Some((holder, vip)) = &vip_route
+            && *holder == peer.node
+        {
+            let _ = write!(
+                out,
+                "# The VIP {} is routed to {holder}: it carries the VIP while it is up (the\n\
+                 # highest priority). WireGuard sends an address to one peer only, so while\n\
+                 # another holder carries the VIP after a failover, this node still sends VIP\n\
+                 # traffic to {holder} and drops replies from the VIP that come from another\n\
+                 # peer: from here the VIP is unreachable until {holder} is back. vipd does not\n\
+                 # move the VIP between WireGuard peers yet; a LAN interface for the VIP does\n\
+                 # not have this limit.\n",
+                vip.addr()
+            );
+            if !allowed.contains(vip) {
+                allowed.push(*vip);
+            }
+        }
+        out.push_str("[Peer]\n");
+        let _ = writeln!(out, "PublicKey = {}", peer.public_key);
+        match &peer.endpoint {
+            Some(endpoint) => {
+                let _ = writeln!(out, "Endpoint = {endpoint}");
+            }
+            None if behind_nat => out
+                .push_str("# Neither side has an endpoint: no handshake can start between them.\n"),
+            None => out.push_str("# No endpoint: it connects to this node.\n"),
+        }
+        let allowed: Vec<String> = allowed.iter().map(IpNet::to_string).collect();
+        let _ = writeln!(out, "AllowedIPs = {}", allowed.join(", "));
+        if behind_nat && peer.endpoint.is_some() {
+            let _ = writeln!(
+                out,
+                "PersistentKeepalive = {NAT_KEEPALIVE_SECS}  # this node has no endpoint (NAT): keep its mapping open"
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// When the VIP lives on the mesh interface: the peer that gets the VIP's
+/// host route in its AllowedIPs (the preferred holder), unless that is the
+/// node itself.
+fn vip_route(spec: &ClusterSpec, plan: &NodePlan) -> Option<(String, IpNet)> {
+    if !spec.vip_on_mesh() {
+        return None;
+    }
+    let holder = preferred_holder(spec)?;
+    if holder.name == plan.node {
+        return None;
+    }
+    Some((holder.name.clone(), IpNet::from(spec.vip.address)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7748 §6.1: Alice's private scalar and public key.
+    #[test]
+    fn rfc7748_vector() {
+        let private: [u8; 32] =
+            hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        let public: [u8; 32] =
+            hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        assert_eq!(
+            public_key(&encode_key(&private)).unwrap(),
+            encode_key(&public)
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_clamped_and_distinct() {
+        let a = decode_key(&generate_private_key().unwrap()).unwrap();
+        let b = decode_key(&generate_private_key().unwrap()).unwrap();
+        assert_ne!(a, b);
+        for key in [a, b] {
+            assert_eq!(key[0] & 7, 0);
+            assert_eq!(key[31] & 0x80, 0);
+            assert_eq!(key[31] & 0x40, 0x40);
+        }
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        assert_eq!(public_key("not a key"), Err(KeyError::Format));
+        // 31 bytes.
+        assert_eq!(public_key(&B64.encode([1u8; 31])), Err(KeyError::Format));
+        // Trailing newline, as from a file or a pipe, is fine.
+        let key = generate_private_key().unwrap();
+        assert_eq!(public_key(&format!("{key}\n")), public_key(&key));
+    }
+
+    fn hex(text: &str) -> [u8; 32] {
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect();
+        bytes.try_into().unwrap()
+    }
+}
