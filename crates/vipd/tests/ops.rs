@@ -1,0 +1,476 @@
+//! The operator's surface on a live node, in network namespaces: a VIP
+//! holder running `vipd run` (proxy datapath) in front of plane stand-ins
+//! (TCP echo servers), a client that never stops connecting, and a script
+//! of events: `vipd verify` on the healthy cluster, a reload that adds a
+//! plane and changes VRRP and proxy settings, a reload of a broken file, a
+//! plane dying. After it: no connect failed, no long-lived stream was lost,
+//! and `vipd status --json` and the metrics show the numbers the script
+//! produced. Needs root (CI runs it as root).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vipd::lab::netns::{Netns, Topology, require_root};
+
+const VIP: &str = "198.18.0.100";
+
+fn vipd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vipd"))
+}
+
+fn cluster(planes: &[u8], priority: u32, idle: &str) -> String {
+    let mut text = format!(
+        r#"[cluster]
+name = "ops"
+
+[vip]
+address = "{VIP}"
+interface = "eth0"
+vrid = 61
+advert_interval = "100ms"
+
+[api]
+datapath = "proxy"
+
+[plane.health]
+kind = "tcp"
+interval = "100ms"
+timeout = "80ms"
+rise = 2
+fall = 2
+
+[proxy]
+connect_timeout = "200ms"
+idle_timeout = "{idle}"
+drain_timeout = "2s"
+
+[[nodes]]
+name = "holder"
+roles = ["vip"]
+address = "198.18.0.1"
+priority = {priority}
+"#
+    );
+    for i in planes {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"p{i}\"\nroles = [\"plane\"]\naddress = \"198.18.0.1{i}\"\n"
+        ));
+    }
+    text
+}
+
+/// A TCP echo server on `address` in `host`, until `stop`.
+fn echo_server(host: &Netns, address: SocketAddr, stop: Arc<AtomicBool>) {
+    host.spawn_thread(move || {
+        let listener = TcpListener::bind(address).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n) = stream.read(&mut buf) {
+                            if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        // The listener closes here: new connects are refused.
+    })
+    .unwrap();
+}
+
+/// One round trip on a fresh connection.
+fn echo_once(address: SocketAddr) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.write_all(b"ping\n")?;
+    let mut buf = [0u8; 5];
+    stream.read_exact(&mut buf)?;
+    if &buf != b"ping\n" {
+        return Err(std::io::Error::other("wrong echo"));
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    streams_lost: AtomicU64,
+    stream_rounds: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+/// New connections every few ms, and three long-lived streams pinging.
+fn client_load(
+    client: &Netns,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+) -> Vec<std::thread::JoinHandle<std::io::Result<()>>> {
+    let address: SocketAddr = format!("{VIP}:6443").parse().unwrap();
+    let mut threads = Vec::new();
+    let (s, c) = (Arc::clone(&stop), Arc::clone(&counts));
+    threads.push(
+        client
+            .spawn_thread(move || {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match echo_once(address) {
+                        Ok(()) => c.ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            c.first_error.lock().unwrap().get_or_insert(e.to_string());
+                            c.failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+            .unwrap(),
+    );
+    for _ in 0..3 {
+        let (s, c) = (Arc::clone(&stop), Arc::clone(&counts));
+        threads.push(
+            client
+                .spawn_thread(move || {
+                    let run = || -> std::io::Result<()> {
+                        let mut stream =
+                            TcpStream::connect_timeout(&address, Duration::from_secs(3))?;
+                        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+                        let deadline = Instant::now() + Duration::from_secs(90);
+                        let mut buf = [0u8; 6];
+                        while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+                            stream.write_all(b"alive\n")?;
+                            stream.read_exact(&mut buf)?;
+                            c.stream_rounds.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Ok(())
+                    };
+                    if let Err(e) = run() {
+                        c.first_error
+                            .lock()
+                            .unwrap()
+                            .get_or_insert(format!("stream: {e}"));
+                        c.streams_lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .unwrap(),
+        );
+    }
+    threads
+}
+
+fn status(socket: &Path) -> serde_json::Value {
+    let out = vipd()
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn metrics(socket: &Path) -> String {
+    let response = vipd::api::client::request(socket, "GET", "/metrics").unwrap();
+    assert_eq!(response.status, 200);
+    String::from_utf8(response.body).unwrap()
+}
+
+/// The value of the sample whose line starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+fn backend<'a>(document: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    document["frontends"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("no backend {name} in {document:#}"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn reload_status_metrics_and_verify_under_load() {
+    if !require_root("reload_status_metrics_and_verify_under_load") {
+        return;
+    }
+    let mut topo = Topology::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config: PathBuf = dir.path().join("cluster.toml");
+    let socket = dir.path().join("holder.sock");
+    std::fs::write(&config, cluster(&[1, 2], 150, "1h")).unwrap();
+
+    let servers: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    for i in 1..=3u8 {
+        let host = topo.add_host(&format!("p{i}")).unwrap();
+        topo.plug(
+            &host,
+            "eth0",
+            &[format!("198.18.0.1{i}/24").parse().unwrap()],
+        )
+        .unwrap();
+        // The apiserver, and the plane proxy vipd would run there.
+        for port in [6443, 16443] {
+            let address: SocketAddr = format!("198.18.0.1{i}:{port}").parse().unwrap();
+            echo_server(&host, address, Arc::clone(&servers[usize::from(i - 1)]));
+        }
+    }
+    let holder = topo.add_host("holder").unwrap();
+    topo.plug(&holder, "eth0", &["198.18.0.1/24".parse().unwrap()])
+        .unwrap();
+    let client = topo.add_host("client").unwrap();
+    topo.plug(&client, "eth0", &["198.18.0.31/24".parse().unwrap()])
+        .unwrap();
+
+    let log = dir.path().join("holder.log");
+    let mut command = holder.command(env!("CARGO_BIN_EXE_vipd"));
+    command
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--node", "holder", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    topo.spawn(command).unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let master = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        read_log().contains("VIP added")
+    });
+    assert!(master, "{}", read_log());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let threads = client_load(&client, Arc::clone(&stop), Arc::clone(&counts));
+    let wait_ok = |more: u64| {
+        let target = counts.ok.load(Ordering::Relaxed) + more;
+        let ok = Topology::wait_for(Duration::from_secs(20), Duration::from_millis(10), || {
+            counts.ok.load(Ordering::Relaxed) >= target
+        });
+        assert!(ok, "connections stalled\n{}", read_log());
+    };
+    wait_ok(50);
+
+    // `vipd verify` on the holder: everything passes.
+    // `vipd verify` connects to VIP:port once per run that gets that far.
+    let verify_connects = AtomicU64::new(0);
+    let verify = |expect_success: bool| {
+        let out = holder
+            .command(env!("CARGO_BIN_EXE_vipd"))
+            .args(["verify", "-c"])
+            .arg(&config)
+            .args(["--node", "holder", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            expect_success,
+            "{}\n{}",
+            text(&out),
+            read_log()
+        );
+        if text(&out).contains("PASS  vip-port") {
+            verify_connects.fetch_add(1, Ordering::Relaxed);
+        }
+        text(&out)
+    };
+    let report = verify(true);
+    assert!(report.contains("PASS  vip-holders"), "{report}");
+    assert!(
+        report.contains("exactly one host: this node (holder)"),
+        "{report}"
+    );
+    assert!(report.contains("PASS  vip-local"), "{report}");
+    assert!(report.contains("PASS  apiserver p2"), "{report}");
+
+    // Reload: a third plane, a new priority, a new idle timeout.
+    std::fs::write(&config, cluster(&[1, 2, 3], 160, "2h")).unwrap();
+    let out = vipd()
+        .args(["reload", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), read_log());
+    let changes = text(&out);
+    assert!(
+        changes.contains("frontend vip: backend p3 198.18.0.13:6443 added"),
+        "{changes}"
+    );
+    assert!(changes.contains("VRRP priority 150 -> 160"), "{changes}");
+    assert!(changes.contains("[proxy] settings changed"), "{changes}");
+    // The new plane takes connections; the master stayed master.
+    let p3_used = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        backend(&status(&socket), "p3")["total"]
+            .as_u64()
+            .unwrap_or(0)
+            > 5
+    });
+    assert!(p3_used, "{:#}", status(&socket));
+    let document = status(&socket);
+    assert_eq!(document["vrrp"]["state"], "master");
+    assert_eq!(document["vrrp"]["configured_priority"], 160);
+    assert_eq!(document["config"]["generation"], 2);
+
+    // A broken file is refused; everything keeps running as before.
+    std::fs::write(&config, cluster(&[1, 2, 3], 300, "2h")).unwrap();
+    let out = vipd()
+        .args(["reload", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("reload refused"), "{}", text(&out));
+    assert!(text(&out).contains("nodes[0].priority"), "{}", text(&out));
+    let document = status(&socket);
+    assert_eq!(document["config"]["generation"], 2);
+    assert_eq!(document["last_reload"]["ok"], false);
+    assert_eq!(document["vrrp"]["configured_priority"], 160);
+    wait_ok(50);
+    let report = verify(false);
+    assert!(report.contains("FAIL  config"), "{report}");
+
+    // Plane p2 dies: marked down, no client notices.
+    servers[1].store(true, Ordering::Relaxed);
+    let down = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        backend(&status(&socket), "p2")["healthy"] == false
+    });
+    assert!(down, "{:#}", status(&socket));
+    wait_ok(50);
+    // Repair the file so verify judges only the plane.
+    std::fs::write(&config, cluster(&[1, 2, 3], 160, "2h")).unwrap();
+    let out = vipd()
+        .args(["reload", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("nothing changed"), "{}", text(&out));
+    let report = verify(false);
+    assert!(report.contains("FAIL  apiserver p2"), "{report}");
+    assert!(report.contains("PASS  apiserver p3"), "{report}");
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap().unwrap();
+    }
+    let (ok, failed) = (
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+    );
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} connects failed, first: {:?}\n{}",
+        ok + failed,
+        counts.first_error.lock().unwrap(),
+        read_log()
+    );
+    assert_eq!(
+        counts.streams_lost.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        counts.first_error.lock().unwrap()
+    );
+    assert!(counts.stream_rounds.load(Ordering::Relaxed) > 30);
+
+    // The numbers: every client connection (short ones, the three streams,
+    // verify's) was accepted once; reloads 2 ok, 1 refused.
+    let ok = ok + verify_connects.load(Ordering::Relaxed);
+    let document = status(&socket);
+    let frontend = &document["frontends"][0];
+    assert_eq!(
+        frontend["accepted"].as_u64().unwrap(),
+        ok + 3,
+        "{frontend:#}"
+    );
+    assert_eq!(frontend["refused"], 0);
+    let per_backend: u64 = frontend["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_backend, ok + 3);
+    assert_eq!(document["config"]["generation"], 3);
+    let m = metrics(&socket);
+    assert_eq!(
+        sample(&m, r#"vipd_vrrp_state{vrid="61",state="master"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"vipd_vrrp_state{vrid="61",state="backup"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, r#"vipd_vrrp_priority{vrid="61",kind="configured"}"#),
+        Some(160.0)
+    );
+    assert_eq!(sample(&m, r#"vipd_reloads_total{result="ok"}"#), Some(2.0));
+    assert_eq!(
+        sample(&m, r#"vipd_reloads_total{result="failed"}"#),
+        Some(1.0)
+    );
+    assert_eq!(sample(&m, r#"vipd_config_generation"#), Some(3.0));
+    assert_eq!(
+        sample(&m, r#"vipd_frontend_connections_total{frontend="vip"}"#),
+        Some((ok + 3) as f64)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"vipd_backend_up{frontend="vip",backend="p2",address="198.18.0.12:6443"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"vipd_backend_up{frontend="vip",backend="p3",address="198.18.0.13:6443"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"vipd_vrrp_transitions_total{vrid="61",to="master",reason="master_down_timer_expired"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let sent = sample(&m, r#"vipd_vrrp_adverts_sent_total{vrid="61"}"#).unwrap();
+    assert!(sent > 10.0, "{sent}");
+    for server in &servers {
+        server.store(true, Ordering::Relaxed);
+    }
+}
