@@ -15,6 +15,7 @@ use super::apply::Nft;
 use super::ruleset::{self, FAMILY, TABLE};
 use crate::config::resolve::{DnatPlan, DnatTarget};
 use crate::health::checker::{self, Check, HealthEvent};
+use crate::health::record::CheckRecord;
 use crate::health::probe::Probe;
 
 /// After a failed reload, how long until the next attempt (a health event
@@ -85,7 +86,7 @@ pub async fn serve(
         "DNAT table {FAMILY} {TABLE} loaded"
     );
 
-    let (mut checkers, mut events) = start_checkers(checks);
+    let (mut checkers, mut events) = start_checkers(checks, &status);
     let mut healthy = all_healthy.clone();
     let mut loaded = all_healthy;
     status.publish(&plan, &healthy, &loaded, false, None);
@@ -145,7 +146,7 @@ pub async fn serve(
                 for checker in checkers.drain(..) {
                     checker.abort();
                 }
-                (checkers, events) = start_checkers(new_checks);
+                (checkers, events) = start_checkers(new_checks, &status);
                 info!(targets = %describe(&new_plan, &wanted), firewall = new_plan.firewall.is_some(), "DNAT table reloaded");
                 plan = new_plan;
                 healthy = new_healthy;
@@ -216,16 +217,24 @@ pub async fn serve(
 
 fn start_checkers(
     checks: Vec<Check>,
+    status: &SharedDnatStatus,
 ) -> (
     Vec<tokio::task::JoinHandle<()>>,
     mpsc::UnboundedReceiver<HealthEvent>,
 ) {
     let (events_tx, events) = mpsc::unbounded_channel::<HealthEvent>();
+    let mut records = Vec::with_capacity(checks.len());
     let checkers = checks
         .into_iter()
         .enumerate()
-        .map(|(index, check)| checker::spawn(index, check, events_tx.clone()))
+        .map(|(index, mut check)| {
+            let record = std::sync::Arc::new(CheckRecord::default());
+            records.push(std::sync::Arc::clone(&record));
+            check.record = Some(record);
+            checker::spawn(index, check, events_tx.clone())
+        })
         .collect();
+    status.set_records(records);
     (checkers, events)
 }
 
@@ -256,11 +265,28 @@ pub struct DnatTargetStatus {
 
 /// Written by the driver, read by the API.
 #[derive(Debug, Clone, Default)]
-pub struct SharedDnatStatus(std::sync::Arc<std::sync::Mutex<DnatStatus>>);
+pub struct SharedDnatStatus(std::sync::Arc<std::sync::Mutex<SharedInner>>);
+
+#[derive(Debug, Default)]
+struct SharedInner {
+    status: DnatStatus,
+    /// Each target's check record, in target order.
+    records: Vec<std::sync::Arc<CheckRecord>>,
+}
 
 impl SharedDnatStatus {
+    /// The status now, with each target's last check.
     pub fn snapshot(&self) -> DnatStatus {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut status = inner.status.clone();
+        for (target, record) in status.targets.iter_mut().zip(&inner.records) {
+            target.last_check = record.last();
+        }
+        status
+    }
+
+    fn set_records(&self, records: Vec<std::sync::Arc<CheckRecord>>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).records = records;
     }
 
     fn publish(
@@ -271,7 +297,8 @@ impl SharedDnatStatus {
         fail_open: bool,
         error: Option<String>,
     ) {
-        let mut status = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let status = &mut inner.status;
         let targets: Vec<DnatTargetStatus> = plan
             .targets
             .iter()
