@@ -236,6 +236,18 @@ fn failover_scenarios(
         "{}",
         lab.log(0)
     );
+    // Make before break: h1 gave the VIP up only once it heard h2.
+    assert!(
+        lab.log(0)
+            .contains("the successor took over: giving the VIP up"),
+        "{}",
+        lab.log(0)
+    );
+    // The logs (debug level) never carry a secret's value.
+    if let Some(secrets) = secrets {
+        let value = secrets.split('"').nth(1).unwrap();
+        assert!(!lab.logs().contains(value), "a log line shows the secret");
+    }
 }
 
 #[test]

@@ -15,8 +15,8 @@ use super::apply::Nft;
 use super::ruleset::{self, FAMILY, TABLE};
 use crate::config::resolve::{DnatPlan, DnatTarget};
 use crate::health::checker::{self, Check, HealthEvent};
-use crate::health::record::CheckRecord;
 use crate::health::probe::Probe;
+use crate::health::record::CheckRecord;
 
 /// After a failed reload, how long until the next attempt (a health event
 /// also triggers one).
