@@ -226,9 +226,9 @@ impl Daemon {
         mut stop: watch::Receiver<bool>,
         notify: &Notify,
     ) -> anyhow::Result<()> {
-        notify(Event::Ready);
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
+        notify(Event::Ready);
         let outcome = loop {
             tokio::select! {
                 biased;
@@ -326,12 +326,7 @@ impl Daemon {
     }
 
     fn bind(&self, plan: &FrontendPlan) -> anyhow::Result<tokio::net::TcpListener> {
-        let freebind = plan.listen.ip() == self.spec.vip.address;
-        let backlog = i32::try_from(self.spec.proxy.max_connections)
-            .unwrap_or(i32::MAX)
-            .max(1024);
-        frontend::bind(plan.listen, backlog, freebind)
-            .with_context(|| format!("frontend {}", plan.name))
+        bind(&self.spec, plan)
     }
 
     fn spawn_frontend(&mut self, plan: FrontendPlan, listener: tokio::net::TcpListener) {
@@ -433,6 +428,17 @@ impl Daemon {
         }
         outcome
     }
+}
+
+/// Binds a frontend's listener as `spec` asks: the VIP with freebind (VRRP
+/// adds it later), the backlog as deep as the connection limit.
+fn bind(spec: &ClusterSpec, plan: &FrontendPlan) -> anyhow::Result<tokio::net::TcpListener> {
+    let freebind = plan.listen.ip() == spec.vip.address;
+    let backlog = i32::try_from(spec.proxy.max_connections)
+        .unwrap_or(i32::MAX)
+        .max(1024);
+    frontend::bind(plan.listen, backlog, freebind)
+        .with_context(|| format!("frontend {}", plan.name))
 }
 
 /// Stops the daemon on SIGTERM or SIGINT; a second one exits at once.
