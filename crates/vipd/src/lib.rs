@@ -7,6 +7,7 @@
 //! - [`cli`]: the command line (`vipd check`, `vipd config show`, ...);
 //! - [`lab`]: network-namespace topologies for tests and the lab;
 //! - [`nftables`]: the DNAT datapath of a VIP holder (the `inet vipd` table);
+//! - [`service`]: systemd's service protocol (ready, reload, stop, watchdog);
 //! - [`sys`]: the only place where `unsafe` is allowed.
 
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod lab;
 pub mod netlink;
 pub mod nftables;
 pub mod proxy;
+pub mod service;
 pub mod sys;
 pub mod vrrp;

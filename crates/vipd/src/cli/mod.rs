@@ -2,6 +2,7 @@
 //! the way `haproxy -c` and Sozu's `sozu ctl` live beside their daemons.
 
 mod check;
+mod generate;
 mod render;
 mod run;
 mod show;
@@ -65,6 +66,30 @@ pub enum Command {
     /// exiting (a second signal exits at once). Logs go to stderr; `VIPD_LOG` sets
     /// the level (default `info`, e.g. `VIPD_LOG=debug`).
     Run(RunArgs),
+    /// Write the man pages or the shell completions, generated from this command line.
+    ///
+    /// For packaging (scripts/package.sh): the pages and completions always
+    /// match the binary that made them. Hidden from the help.
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Man pages (section 1): vipd(1) and one per subcommand, e.g. vipd-run(1).
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// The completion script of SHELL, on stdout or into DIR (as vipd.bash, _vipd, vipd.fish, ...).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// The directory to write it to (created if missing); stdout if not given.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The cluster file, the node and the secrets: what every per-node command takes.
@@ -168,6 +193,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Config(ConfigCommand::Show(args)) => show::run(&args),
         Command::Render(RenderCommand::Nftables(args)) => render::nftables(&args),
+        Command::Generate(command) => generate::run(&command),
     }
 }
 
