@@ -205,6 +205,20 @@ fn man_pages_cover_every_visible_command() {
         run.contains(concat!("vipd ", env!("CARGO_PKG_VERSION"))),
         "{run}"
     );
+    assert!(
+        run.contains(".SH FILES") && run.contains("/etc/vipd/cluster.toml"),
+        "{run}"
+    );
+    assert!(
+        run.contains(".SH \"SEE ALSO\"") && run.contains("vipd\\-check"),
+        "{run}"
+    );
+    let check = std::fs::read_to_string(out.join("vipd-check.1")).unwrap();
+    assert!(
+        !check.contains(".SH FILES"),
+        "FILES only on vipd(1) and vipd-run(1)"
+    );
+    assert!(check.contains("vipd\\-run"), "{check}");
     let (top, _, _) = vipd(&["--help"]);
     assert!(
         !top.contains("generate"),

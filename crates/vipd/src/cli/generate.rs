@@ -39,35 +39,83 @@ pub fn run(command: &GenerateCommand) -> ExitCode {
 }
 
 /// Writes vipd.1 and a page per visible subcommand (vipd-config-show.1, ...)
-/// into `dir`; returns their paths.
+/// into `dir`; returns their paths. Each page ends with SEE ALSO (the
+/// others); vipd(1) and vipd-run(1) also with FILES (what the packaged
+/// service reads and writes).
 pub fn man_pages(dir: &Path) -> Result<Vec<PathBuf>, String> {
     create_dir(dir)?;
     let mut command = Cli::command().disable_help_subcommand(true);
     // Fills in the subcommands' display names (vipd-config-show).
     command.build();
+    let mut commands = Vec::new();
+    visible_commands(&command, &mut commands);
+    let names: Vec<String> = commands.iter().map(page_name).collect();
     let mut written = Vec::new();
-    write_man_page(&command, dir, &mut written)?;
+    for (command, name) in commands.into_iter().zip(&names) {
+        let man = clap_mangen::Man::new(command)
+            .manual("vipd manual")
+            .source(concat!("vipd ", env!("CARGO_PKG_VERSION")));
+        let mut page = Vec::new();
+        man.render(&mut page)
+            .map_err(|e| format!("cannot render {}: {e}", man.get_filename()))?;
+        if name == "vipd" || name == "vipd-run" {
+            page.extend_from_slice(FILES_SECTION.as_bytes());
+        }
+        page.extend_from_slice(see_also(name, &names).as_bytes());
+        let path = dir.join(man.get_filename());
+        write_atomically(&path, &page)?;
+        written.push(path);
+    }
     Ok(written)
 }
 
-fn write_man_page(
-    command: &clap::Command,
-    dir: &Path,
-    written: &mut Vec<PathBuf>,
-) -> Result<(), String> {
-    let man = clap_mangen::Man::new(command.clone())
-        .manual("vipd manual")
-        .source(concat!("vipd ", env!("CARGO_PKG_VERSION")));
-    let mut page = Vec::new();
-    man.render(&mut page)
-        .map_err(|e| format!("cannot render {}: {e}", man.get_filename()))?;
-    let path = dir.join(man.get_filename());
-    write_atomically(&path, &page)?;
-    written.push(path);
+fn visible_commands(command: &clap::Command, out: &mut Vec<clap::Command>) {
+    out.push(command.clone());
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
-        write_man_page(sub, dir, written)?;
+        visible_commands(sub, out);
     }
-    Ok(())
+}
+
+fn page_name(command: &clap::Command) -> String {
+    command
+        .get_display_name()
+        .unwrap_or_else(|| command.get_name())
+        .to_owned()
+}
+
+/// roff: the files of the packaged service (deploy/systemd/vipd.service).
+const FILES_SECTION: &str = r#".SH FILES
+.TP
+\fI/etc/vipd/cluster.toml\fR
+The cluster file the service runs (\fBvipd check\fR before every change).
+.TP
+\fI/etc/vipd/secrets.toml\fR
+The secrets it names, mode 0600, owned by the user \fBvipd\fR.
+.TP
+\fI/etc/default/vipd\fR
+VIPD_NODE (this node's name), VIPD_OPTS (more \fBvipd run\fR options), VIPD_LOG (the log level).
+.TP
+\fI/run/vipd/\fR
+The service's runtime directory (mode 0700).
+.TP
+\fI/usr/lib/systemd/system/vipd.service\fR
+The unit: \fBsystemctl reload vipd\fR sends SIGHUP, \fBsystemctl stop vipd\fR SIGTERM.
+.TP
+\fI/usr/share/doc/vipd/\fR
+The operations guide, the cluster-file reference and example cluster files.
+"#;
+
+/// roff: the other pages, comma-separated.
+fn see_also(own: &str, names: &[String]) -> String {
+    let others: Vec<String> = names
+        .iter()
+        .filter(|n| *n != own)
+        .map(|n| format!("\\fB{}\\fR(1)", n.replace('-', "\\-")))
+        .collect();
+    format!(
+        ".SH \"SEE ALSO\"\n{},\n\\fBsystemctl\\fR(1), \\fBnft\\fR(8)\n",
+        others.join(",\n")
+    )
 }
 
 /// Writes the completion script of `shell` into `dir` under the shell's

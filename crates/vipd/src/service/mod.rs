@@ -89,7 +89,8 @@ async fn watchdog_with(
     mut alive: impl FnMut() -> Result<(), Stalled>,
     mut send: impl FnMut(&[NotifyState<'_>]),
 ) {
-    let mut ticks = tokio::time::interval(interval);
+    // tokio's interval panics on zero.
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
     // After a stall (a blocked runtime), one ping, not a burst.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stalled = false;
