@@ -53,6 +53,10 @@ if grep -q '^\./etc/' <<<"$contents"; then log "$deb installs files in /etc"; ex
 dpkg-deb -f "$deb" Depends | grep -qw nftables || { log "$deb does not depend on nftables"; exit 1; }
 [ -z "$(dpkg-deb -f "$deb" Conffiles)" ] || { log "$deb has conffiles"; exit 1; }
 lintian --fail-on error,warning --tag-display-limit 0 "$deb"
+control=$(mktemp -d)
+dpkg-deb -e "$deb" "$control"
+for script in "$control"/postinst "$control"/prerm "$control"/postrm; do sh -n "$script"; done
+rm -rf "$control"
 
 log "Ansible role: deploy/ansible/tests/test.sh"
 deploy/ansible/tests/test.sh "${CARGO_TARGET_DIR:-target}/debug/vipd"
