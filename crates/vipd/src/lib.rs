@@ -10,6 +10,7 @@
 //! - [`lab`]: network-namespace topologies for tests and the lab;
 //! - [`nftables`]: the DNAT datapath of a VIP holder (the `inet vipd` table);
 //! - [`render`]: what `vipd render` prints for peer programs (WireGuard, kubeadm, DNS, kubelet);
+//! - [`service`]: systemd's service protocol (ready, reload, stop, watchdog);
 //! - [`sys`]: the only place where `unsafe` is allowed.
 
 pub mod api;
@@ -22,5 +23,6 @@ pub mod netlink;
 pub mod nftables;
 pub mod proxy;
 pub mod render;
+pub mod service;
 pub mod sys;
 pub mod vrrp;

@@ -2,6 +2,7 @@
 //! the way `haproxy -c` and Sozu's `sozu ctl` live beside their daemons.
 
 mod check;
+mod generate;
 mod render;
 mod run;
 mod show;
@@ -102,6 +103,30 @@ pub enum Command {
     /// WireGuard keys, as `wg genkey` and `wg pubkey` make them.
     #[command(subcommand)]
     Wg(wg::WgCommand),
+    /// Write the man pages or the shell completions, generated from this command line.
+    ///
+    /// For packaging (scripts/package.sh): the pages and completions always
+    /// match the binary that made them. Hidden from the help.
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Man pages (section 1): vipd(1) and one per subcommand, e.g. vipd-run(1).
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// The completion script of SHELL, on stdout or into DIR (as vipd.bash, _vipd, vipd.fish, ...).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// The directory to write it to (created if missing); stdout if not given.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +299,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(RenderCommand::Dns(args)) => render::dns(&args),
         Command::Render(RenderCommand::StaticPod(args)) => render::static_pod(&args),
         Command::Wg(command) => wg::run(&command),
+        Command::Generate(command) => generate::run(&command),
     }
 }
 

@@ -95,8 +95,17 @@ pub fn run(run_args: &RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let notify: crate::daemon::Notify =
-            Box::new(|event| tracing::debug!(?event, "service event"));
+        // systemd's service protocol (a no-op without NOTIFY_SOCKET).
+        let notify: crate::daemon::Notify = Box::new(|event| {
+            use crate::daemon::Event;
+            use crate::service;
+            match event {
+                Event::Ready(line) | Event::Reloaded(line) => service::ready(&line),
+                Event::Reloading => service::reloading(),
+                Event::Status(line) => service::status(&line),
+                Event::Stopping => service::stopping(),
+            }
+        });
         match daemon.run(stop_rx, &notify).await {
             Ok(()) => {
                 info!("vipd stopped");

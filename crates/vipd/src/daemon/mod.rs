@@ -49,12 +49,16 @@ pub struct Options {
 /// Called once everything is up (systemd's READY=1), and on each reload.
 pub type Notify = Box<dyn Fn(Event) + Send + Sync>;
 
-/// What the daemon tells its service manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the daemon tells its service manager (systemd: crate::service).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Ready,
+    /// Up, with a one-line summary (`node lb-a: VRRP master, ...`).
+    Ready(String),
     Reloading,
-    Reloaded,
+    /// A reload ended (applied or refused: the daemon runs either way).
+    Reloaded(String),
+    /// The summary changed (a VRRP transition, a backend down).
+    Status(String),
     Stopping,
 }
 
@@ -228,11 +232,113 @@ impl Daemon {
     ) -> anyhow::Result<()> {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
-        notify(Event::Ready);
+        let outcome = match self.wait_up(&mut stop).await {
+            Ok(()) => {
+                let summary = self.summary();
+                info!("up: {summary}");
+                notify(Event::Ready(summary));
+                self.serve(stop, &mut hangup, notify).await
+            }
+            Err(e) => Err(e),
+        };
+        notify(Event::Stopping);
+        if let Err(e) = &outcome {
+            error!("{e:#}: stopping");
+        }
+        self.shutdown().await;
+        outcome
+    }
+
+    /// Waits for the first bring-up: the DNAT table loaded, the VRRP
+    /// instance out of Initialize. A subsystem failing first is the error.
+    async fn wait_up(&mut self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let dnat_up = self
+                .dnat
+                .as_ref()
+                .is_none_or(|d| !d.status.snapshot().destination.is_empty());
+            let vrrp_up = self.vrrp.as_ref().is_none_or(|v| {
+                let state = v.status.lock().state.clone();
+                !state.is_empty() && state != "initialize"
+            });
+            if dnat_up && vrrp_up {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!("not all subsystems came up within 30 s: reporting ready anyway");
+                return Ok(());
+            }
+            tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                Some((key, result)) = self.done_rx.recv() => {
+                    return Err(match result {
+                        Err(e) => e.context(format!("{key} failed")),
+                        Ok(()) => anyhow::anyhow!("{key} ended on its own"),
+                    });
+                }
+                () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+            }
+        }
+    }
+
+    /// One line for `systemctl status`: what the node does right now.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(vrrp) = &self.vrrp {
+            let status = vrrp.status.lock();
+            let vip = if status.vip_on_interface {
+                ", VIP here"
+            } else {
+                ""
+            };
+            parts.push(format!("VRRP {}{vip}", status.state));
+        }
+        if let Some(dnat) = &self.dnat {
+            let status = dnat.status.snapshot();
+            let loaded = status.targets.iter().filter(|t| t.loaded).count();
+            parts.push(format!("DNAT {loaded}/{} planes", status.targets.len()));
+        }
+        for frontend in self.frontends.values() {
+            let members = frontend.shared.pool.members();
+            let up = members.backends.iter().filter(|b| b.is_healthy()).count();
+            parts.push(format!(
+                "proxy {} {up}/{} up",
+                frontend.shared.name,
+                members.backends.len()
+            ));
+        }
+        format!("node {}: {}", self.plan.node, parts.join(", "))
+    }
+
+    async fn serve(
+        &mut self,
+        mut stop: watch::Receiver<bool>,
+        hangup: &mut tokio::signal::unix::Signal,
+        notify: &Notify,
+    ) -> anyhow::Result<()> {
+        let liveness = crate::service::Liveness::new();
+        let watchdog = crate::service::watchdog_interval().map(|interval| {
+            let liveness = liveness.clone();
+            tokio::spawn(crate::service::watchdog(interval, move || liveness.check()))
+        });
+        // The supervisor's own loop proves the runtime goes round: a
+        // runtime blocked for this long stops the watchdog pings.
+        let pulse = liveness.pulse("supervisor", std::time::Duration::from_secs(5));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut summary = self.summary();
         let outcome = loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break Ok(()),
+                _ = tick.tick() => {
+                    pulse.beat();
+                    let now = self.summary();
+                    if now != summary {
+                        notify(Event::Status(now.clone()));
+                        summary = now;
+                    }
+                }
                 Some((key, result)) = self.done_rx.recv() => {
                     if self.retired.remove(&key) {
                         continue;
@@ -246,26 +352,26 @@ impl Daemon {
                     info!("SIGHUP: reloading {}", self.options.config.display());
                     notify(Event::Reloading);
                     let outcome = self.reload("signal").await;
+                    let line = reload_line(&outcome, &self.summary());
                     self.state.record_reload(outcome);
-                    notify(Event::Reloaded);
+                    notify(Event::Reloaded(line));
                 }
                 Some(request) = self.reload_rx.recv() => {
                     info!(trigger = request.trigger, "reloading {}", self.options.config.display());
                     notify(Event::Reloading);
                     let outcome = self.reload(request.trigger).await;
+                    let line = reload_line(&outcome, &self.summary());
                     self.state.record_reload(outcome.clone());
                     if let Some(reply) = request.reply {
                         let _ = reply.send(outcome);
                     }
-                    notify(Event::Reloaded);
+                    notify(Event::Reloaded(line));
                 }
             }
         };
-        notify(Event::Stopping);
-        if let Err(e) = &outcome {
-            error!("{e:#}: stopping");
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
         }
-        self.shutdown().await;
         outcome
     }
 
@@ -427,6 +533,15 @@ impl Daemon {
             }
         }
         outcome
+    }
+}
+
+/// The status line after a reload.
+fn reload_line(outcome: &api::schema::ReloadOutcome, summary: &str) -> String {
+    if outcome.ok {
+        format!("{summary} (reloaded)")
+    } else {
+        format!("{summary} (last reload REFUSED: the running configuration stays)")
     }
 }
 
