@@ -12,9 +12,11 @@
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod import;
 pub mod lab;
 pub mod netlink;
 pub mod nftables;
 pub mod proxy;
 pub mod sys;
+pub mod vault;
 pub mod vrrp;

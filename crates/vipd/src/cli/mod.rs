@@ -2,9 +2,11 @@
 //! the way `haproxy -c` and Sozu's `sozu ctl` live beside their daemons.
 
 mod check;
+mod import;
 mod render;
 mod run;
 mod show;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +67,29 @@ pub enum Command {
     /// exiting (a second signal exits at once). Logs go to stderr; `VIPD_LOG` sets
     /// the level (default `info`, e.g. `VIPD_LOG=debug`).
     Run(RunArgs),
+    /// Keep secrets in an age-encrypted vault (interoperable with `age` and `rage`).
+    ///
+    /// The vault's plaintext is the secrets file's text (`name = "value"`
+    /// lines). It is locked with a passphrase or to x25519 recipients (one key
+    /// per node, each node opening it with its own identity file); the
+    /// recipients are listed in FILE.recipients beside it. Every write is
+    /// atomic. Set `[cluster] vault` to have the daemon and every command read it.
+    Vault(vault::VaultArgs),
+    /// Import an existing setup into a cluster file and a vault.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// The seed's Ansible project: an INI inventory and YAML variables (clear or ansible-vault).
+    ///
+    /// Maps the seed's variables (docs/config.md, "The seed's variables") to a
+    /// cluster file, puts the secrets into a vault, and prints a report:
+    /// every variable used and where it went, every one ignored and why,
+    /// every value it had to choose. Nothing is written unless the result
+    /// passes `vipd check`.
+    Ansible(import::AnsibleArgs),
 }
 
 /// The cluster file, the node and the secrets: what every per-node command takes.
@@ -79,6 +104,18 @@ pub struct NodeArgs {
     /// The secrets file (as for `vipd check`).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// The node's age identity file, to open the vault (`[cluster] vault`).
+    #[arg(long, value_name = "FILE", default_value = crate::vault::DEFAULT_IDENTITY)]
+    pub identity: PathBuf,
+}
+
+impl NodeArgs {
+    pub fn secrets_options(&self) -> crate::config::SecretsOptions<'_> {
+        crate::config::SecretsOptions {
+            secrets: self.secrets.as_deref(),
+            identity: Some(&self.identity),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +140,9 @@ pub struct CheckArgs {
     /// The secrets file (default: `cluster.secrets_file`, else secrets.toml beside the cluster file).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// The age identity file that opens the vault (`[cluster] vault`).
+    #[arg(long, value_name = "FILE", default_value = crate::vault::DEFAULT_IDENTITY)]
+    pub identity: PathBuf,
     /// Fail on warnings too.
     #[arg(long)]
     pub strict: bool,
@@ -158,6 +198,9 @@ pub struct ShowArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also print the values of the secrets this node uses.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -168,6 +211,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Config(ConfigCommand::Show(args)) => show::run(&args),
         Command::Render(RenderCommand::Nftables(args)) => render::nftables(&args),
+        Command::Vault(args) => vault::run(&args),
+        Command::Import(ImportCommand::Ansible(args)) => import::ansible(&args),
     }
 }
 
@@ -193,13 +238,24 @@ fn init_logging(format: LogFormat) {
 pub(crate) fn load_node_plan(
     args: &NodeArgs,
 ) -> Result<(crate::config::ClusterSpec, crate::config::NodePlan), ExitCode> {
+    load_node_plan_with_secrets(args).map(|(spec, plan, _)| (spec, plan))
+}
+
+/// [`load_node_plan`], with the secrets when they could be read (for
+/// `--show-secrets` and commands that need a value).
+pub(crate) fn load_node_plan_with_secrets(
+    args: &NodeArgs,
+) -> Result<
+    (
+        crate::config::ClusterSpec,
+        crate::config::NodePlan,
+        Option<crate::config::Secrets>,
+    ),
+    ExitCode,
+> {
     use crate::config::Severity;
-    let (config, secrets, node) = (
-        args.config.as_path(),
-        args.secrets.as_deref(),
-        args.node.as_str(),
-    );
-    let checked = crate::config::check_file(config, secrets).map_err(|e| {
+    let (config, node) = (args.config.as_path(), args.node.as_str());
+    let checked = crate::config::check_file_with(config, args.secrets_options()).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", config.display());
         ExitCode::FAILURE
     })?;
@@ -229,5 +285,6 @@ pub(crate) fn load_node_plan(
         );
         return Err(ExitCode::FAILURE);
     };
-    Ok((spec.clone(), plan))
+    let secrets = checked.secrets.as_ref().and_then(|s| s.secrets()).cloned();
+    Ok((spec.clone(), plan, secrets))
 }

@@ -25,7 +25,7 @@ use crate::vrrp::driver::{self, DriverConfig, Status};
 
 pub fn run(run_args: &RunArgs) -> ExitCode {
     let args = &run_args.node;
-    let checked = match config::check_file(&args.config, args.secrets.as_deref()) {
+    let checked = match config::check_file_with(&args.config, args.secrets_options()) {
         Ok(checked) => checked,
         Err(e) => {
             error!("cannot read {}: {e}", args.config.display());

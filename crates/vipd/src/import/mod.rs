@@ -1,0 +1,113 @@
+//! Importers: an existing setup in, a cluster file and a vault out.
+//!
+//! ```text
+//! hosts.ini ──inventory──▶ groups, hosts ─┐
+//! vars.yml ──(ansible_vault)──▶ YAML ─────┼──mapping──▶ cluster.toml text + Secrets + Report
+//!                                          │                 │
+//!                                          └── vipd check (in memory, with the secrets) ──▶ write both atomically
+//! ```
+
+pub mod ansible_vault;
+pub mod inventory;
+pub mod mapping;
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use ansible_vault::Password;
+use mapping::{Sources, VarsFile};
+
+/// Reads a YAML variables file's text (clear) into its top-level mapping.
+/// `encrypted` files report positions only: their lines may hold secrets.
+pub fn parse_vars(
+    name: &str,
+    text: &str,
+    encrypted: bool,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+            .unwrap_or_default();
+        if encrypted {
+            format!("{name} (decrypted): not valid YAML{at}")
+        } else {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or("").to_owned();
+            format!("{name}: not valid YAML{at}: {first}")
+        }
+    })?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        serde_json::Value::Null => Ok(serde_json::Map::new()),
+        _ => Err(format!(
+            "{name}: the top level is not a mapping of variables"
+        )),
+    }
+}
+
+/// Reads the inventory and the variables files, decrypting what ansible-vault
+/// encrypted. Every problem is returned, not only the first.
+pub fn read_ansible(
+    inventory: &Path,
+    vars: &[&Path],
+    passwords: &[Password],
+) -> Result<Sources, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut read = |path: &Path| -> Option<(Zeroizing<String>, String)> {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => Zeroizing::new(t),
+            Err(e) => {
+                errors.push(format!("cannot read {name}: {e}"));
+                return None;
+            }
+        };
+        if ansible_vault::is_encrypted(&text) {
+            let form = match ansible_vault::label(&text) {
+                Some(l) => format!("ansible-vault 1.2, vault id {l}"),
+                None => "ansible-vault 1.1".to_owned(),
+            };
+            match ansible_vault::decrypt(&text, passwords) {
+                Ok(plain) => Some((plain, form)),
+                Err(e) => {
+                    errors.push(format!("{name}: {e}"));
+                    None
+                }
+            }
+        } else {
+            Some((text, "clear".to_owned()))
+        }
+    };
+    let inventory_text = read(inventory);
+    let mut files = Vec::new();
+    for path in vars {
+        if let Some((text, form)) = read(path) {
+            files.push((path.display().to_string(), text, form));
+        }
+    }
+    let mut vars_files = Vec::new();
+    for (name, text, form) in files {
+        match parse_vars(&name, &text, form != "clear") {
+            Ok(vars) => vars_files.push(VarsFile { name, form, vars }),
+            Err(e) => errors.push(e),
+        }
+    }
+    let inventory_name = inventory.display().to_string();
+    let parsed = inventory_text.and_then(|(text, _)| match inventory::Inventory::parse(&text) {
+        Ok(i) => Some(i),
+        Err(list) => {
+            errors.extend(list.into_iter().map(|e| format!("{inventory_name}: {e}")));
+            None
+        }
+    });
+    match parsed {
+        Some(inventory) if errors.is_empty() => Ok(Sources {
+            inventory_name,
+            inventory,
+            vars_files,
+        }),
+        _ => Err(errors),
+    }
+}
