@@ -1123,7 +1123,7 @@ fn secrets(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
             Diagnostic::error(
                 "vault",
                 "cluster.vault",
-                format!("vault {file} cannot be used: {reason}"),
+                format!("the vault cannot be used: {reason}"),
             )
             .help("check the file (`vipd vault list`), the identity file (mode 0600, one of the vault's recipients) and `vipd vault rekey`"),
         ),

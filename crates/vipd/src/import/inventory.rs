@@ -335,7 +335,7 @@ ansible_user=deploy
         let all = inv.group("all").unwrap();
         assert_eq!(all.vars[0].key, "ansible_user");
         assert_eq!(all.vars[0].value, "deploy");
-        assert_eq!(all.vars[0].line, 17);
+        assert_eq!(all.vars[0].line, 18);
         assert_eq!(inv.groups_holding("198.18.10.12"), ["bay_plane2"]);
         assert!(inv.hosts_of("nope").is_empty());
     }

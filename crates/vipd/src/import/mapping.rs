@@ -1028,24 +1028,23 @@ pub fn map(sources: &Sources, options: &Options) -> (Option<Imported>, Report) {
                 parts.push("the seed's control-plane priorities tie".to_owned());
             }
             format!(
-                "{}; vipd wants one priority per holder. Ladder from 150 down by 10: the [keepalived_hosts] first (they held the VIP in the seed), then by seed priority, then in inventory order",
+                "{}, and vipd wants one priority per holder. A ladder from 150 down: the [keepalived_hosts] first (they held the VIP in the seed), then by seed priority, then in the seed's order",
                 parts.join(" and ")
             )
         };
+        // Distinct values for any number of holders: steps of 10 while they fit.
+        let step = (140 / u32::try_from(order.len()).unwrap_or(140)).clamp(1, 10);
+        let mut ladder = Vec::new();
         for (rank, &i) in order.iter().enumerate() {
             let value = 150u32
-                .saturating_sub(10 * u32::try_from(rank).unwrap_or(14))
+                .saturating_sub(step * u32::try_from(rank).unwrap_or(149))
                 .max(1);
             nodes[i].priority = Some(value);
             let seed = match nodes[i].seed_priority {
-                Some(p) => format!(" (seed priority {p})"),
+                Some(p) => format!(" (seed {p})"),
                 None => String::new(),
             };
-            report.chose(
-                format!("nodes[{}].priority", nodes[i].name),
-                value.to_string(),
-                format!("{why_base}{seed}"),
-            );
+            ladder.push(format!("{} {value}{seed}", nodes[i].name));
             if let Some(plane) = &nodes[i].plane
                 && plane.priority.is_some()
             {
@@ -1055,6 +1054,7 @@ pub fn map(sources: &Sources, options: &Options) -> (Option<Imported>, Report) {
                 );
             }
         }
+        report.chose("nodes[*].priority", ladder.join(", "), why_base);
     }
 
     // Ports of the planes.

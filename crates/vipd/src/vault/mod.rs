@@ -604,7 +604,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("id");
         write_atomic(&path, b"# comment\nAGE-SECRET-KEY-1NOTAKEY\n", 0o600).unwrap();
-        let err = read_identity_file(&path).unwrap_err().to_string();
+        let Err(err) = read_identity_file(&path) else {
+            panic!("a bad identity was accepted")
+        };
+        let err = err.to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(!err.contains("NOTAKEY"), "{err}");
         write_atomic(&path, b"# only a comment\n", 0o600).unwrap();
