@@ -170,7 +170,9 @@ fn execute(args: &VaultArgs) -> Result<(), String> {
         }
         VaultCommand::Set { name } => {
             check_name(name)?;
-            let (mut secrets, lock) = unlock(args, &path)?;
+            let opened = unlock(args, &path)?;
+            let lock = opened.lock(&path)?;
+            let mut secrets = opened.secrets;
             let value = read_value(name)?;
             let replaced = secrets.insert(name, value);
             vault::seal(&path, &secrets, &lock).map_err(|e| e.to_string())?;
@@ -182,7 +184,7 @@ fn execute(args: &VaultArgs) -> Result<(), String> {
             Ok(())
         }
         VaultCommand::Get { name } => {
-            let (secrets, _) = unlock(args, &path)?;
+            let secrets = unlock(args, &path)?.secrets;
             let value = secrets
                 .get(name)
                 .ok_or_else(|| format!("no secret \"{name}\" in {}", path.display()))?;
@@ -190,27 +192,29 @@ fn execute(args: &VaultArgs) -> Result<(), String> {
             writeln!(stdout, "{}", value.expose()).map_err(|e| e.to_string())
         }
         VaultCommand::List => {
-            let (secrets, _) = unlock(args, &path)?;
+            let secrets = unlock(args, &path)?.secrets;
             for name in secrets.names() {
                 println!("{name}");
             }
             Ok(())
         }
         VaultCommand::Remove { name } => {
-            let (mut secrets, lock) = unlock(args, &path)?;
+            let opened = unlock(args, &path)?;
+            let mut secrets = opened.secrets.clone();
             if !secrets.remove(name) {
                 return Err(format!("no secret \"{name}\" in {}", path.display()));
             }
+            let lock = opened.lock(&path)?;
             vault::seal(&path, &secrets, &lock).map_err(|e| e.to_string())?;
             eprintln!("removed secret \"{name}\" from {}", path.display());
             Ok(())
         }
         VaultCommand::Edit => edit(args, &path),
         VaultCommand::Rekey { lock } => {
-            let (secrets, old) = unlock(args, &path)?;
+            let opened = unlock(args, &path)?;
             let new = lock.lock(None)?;
-            vault::seal(&path, &secrets, &new).map_err(|e| e.to_string())?;
-            if matches!(new, Lock::Passphrase(_)) && matches!(old, Lock::Recipients(_)) {
+            vault::seal(&path, &opened.secrets, &new).map_err(|e| e.to_string())?;
+            if matches!(new, Lock::Passphrase(_)) && opened.passphrase.is_none() {
                 let list = vault::recipients_path(&path);
                 let _ = std::fs::remove_file(&list);
             }
@@ -324,18 +328,30 @@ fn init(
     Ok(())
 }
 
-/// Opens the vault at `path`: with the passphrase if it is a passphrase
-/// vault, else with the identity file. Returns its secrets and the lock to
-/// re-encrypt with (the same passphrase, or the recipients file).
-fn unlock(args: &VaultArgs, path: &Path) -> Result<(Secrets, Lock), String> {
-    unlock_text(args, path).map(|(_, secrets, lock)| (secrets, lock))
+/// An opened vault: its plaintext as stored, its secrets, and its passphrase
+/// when it is a passphrase vault.
+struct Opened {
+    text: Zeroizing<String>,
+    secrets: Secrets,
+    passphrase: Option<SecretString>,
 }
 
-/// [`unlock`], with the plaintext as it is in the vault.
-fn unlock_text(
-    args: &VaultArgs,
-    path: &Path,
-) -> Result<(Zeroizing<String>, Secrets, Lock), String> {
+impl Opened {
+    /// The lock to re-encrypt with: the same passphrase, or the recipients
+    /// file beside the vault (read only when something is written).
+    fn lock(&self, path: &Path) -> Result<Lock, String> {
+        match &self.passphrase {
+            Some(p) => Ok(Lock::Passphrase(p.clone())),
+            None => Ok(Lock::Recipients(
+                vault::read_recipients(path).map_err(|e| e.to_string())?,
+            )),
+        }
+    }
+}
+
+/// Opens the vault at `path`: with the passphrase if it is a passphrase
+/// vault, else with the identity file.
+fn unlock(args: &VaultArgs, path: &Path) -> Result<Opened, String> {
     let bytes = std::fs::read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
@@ -346,13 +362,13 @@ fn unlock_text(
             format!("cannot read {}: {e}", path.display())
         }
     })?;
-    let passphrase = vault::is_passphrase_vault(path, &bytes).map_err(|e| e.to_string())?;
-    let (key, lock) = if passphrase {
+    let is_passphrase = vault::is_passphrase_vault(path, &bytes).map_err(|e| e.to_string())?;
+    let (key, passphrase) = if is_passphrase {
         let pass = match &args.passphrase_file {
             Some(file) => read_passphrase_file(file)?,
             None => prompt_hidden(&format!("passphrase for {}: ", path.display()))?,
         };
-        (Key::Passphrase(pass.clone()), Some(Lock::Passphrase(pass)))
+        (Key::Passphrase(pass.clone()), Some(pass))
     } else {
         let file = args
             .identity
@@ -369,11 +385,11 @@ fn unlock_text(
         }
         .to_string()
     })?;
-    let lock = match lock {
-        Some(lock) => lock,
-        None => Lock::Recipients(vault::read_recipients(path).map_err(|e| e.to_string())?),
-    };
-    Ok((text, secrets, lock))
+    Ok(Opened {
+        text,
+        secrets,
+        passphrase,
+    })
 }
 
 fn read_passphrase_file(file: &Path) -> Result<SecretString, String> {
@@ -484,7 +500,9 @@ fn shred(path: &Path) {
 
 fn edit(args: &VaultArgs, path: &Path) -> Result<(), String> {
     // The text as it is (comments and order kept), not a re-serialisation.
-    let (before, _, lock) = unlock_text(args, path)?;
+    let opened = unlock(args, path)?;
+    let lock = opened.lock(path)?;
+    let before = opened.text;
     let shm = Path::new("/dev/shm");
     let dir = if shm.is_dir() {
         shm.to_path_buf()

@@ -33,9 +33,10 @@ pub fn parse_vars(
         if encrypted {
             format!("{name} (decrypted): not valid YAML{at}")
         } else {
-            let first = e.to_string();
-            let first = first.lines().next().unwrap_or("").to_owned();
-            format!("{name}: not valid YAML{at}: {first}")
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or("");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            format!("{name}: not valid YAML: {first}")
         }
     })?;
     match value {
@@ -44,6 +45,35 @@ pub fn parse_vars(
         _ => Err(format!(
             "{name}: the top level is not a mapping of variables"
         )),
+    }
+}
+
+/// Decrypts the values encrypted one by one (`key: !vault |` and the
+/// `$ANSIBLE_VAULT;...` text under it), wherever they sit in `value`.
+fn decrypt_inline(
+    value: &mut serde_json::Value,
+    passwords: &[Password],
+    at: &str,
+    errors: &mut Vec<String>,
+) {
+    match value {
+        serde_json::Value::String(text) if ansible_vault::is_encrypted(text) => {
+            match ansible_vault::decrypt(text, passwords) {
+                Ok(plain) => *text = plain.to_string(),
+                Err(e) => errors.push(format!("{at} (an inline !vault value): {e}")),
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                decrypt_inline(item, passwords, &format!("{at}[{i}]"), errors);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                decrypt_inline(item, passwords, &format!("{at}.{key}"), errors);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -90,7 +120,12 @@ pub fn read_ansible(
     let mut vars_files = Vec::new();
     for (name, text, form) in files {
         match parse_vars(&name, &text, form != "clear") {
-            Ok(vars) => vars_files.push(VarsFile { name, form, vars }),
+            Ok(mut vars) => {
+                for (key, value) in vars.iter_mut() {
+                    decrypt_inline(value, passwords, &format!("{name}: {key}"), &mut errors);
+                }
+                vars_files.push(VarsFile { name, form, vars });
+            }
             Err(e) => errors.push(e),
         }
     }
