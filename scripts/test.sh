@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # iproute2 and nftables for the namespace tests and the datapath; keepalived
-# and haproxy are the peers vipd is tested and measured against.
-ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps
+# and haproxy are the peers vipd is tested and measured against; age for the
+# vault's interoperability test (tests/vault.rs).
+ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps age
 ensure_rust
 
 log "cargo fmt --check"
