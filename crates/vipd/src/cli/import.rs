@@ -123,7 +123,7 @@ fn execute(args: &AnsibleArgs) -> Result<(), String> {
         "#VAULT#\n",
         &format!(
             "vault = {}    # the secrets, encrypted with age (vipd vault)\n",
-            toml::Value::String(reference).to_string()
+            toml::Value::String(reference)
         ),
     );
     // The check runs on what is about to be written, with the secrets in memory.
@@ -146,9 +146,10 @@ fn execute(args: &AnsibleArgs) -> Result<(), String> {
         {
             eprint!("{}", checked.source.render(d));
         }
-        return Err(format!(
+        return Err(
             "the imported cluster file does not pass `vipd check` (above); nothing written"
-        ));
+                .to_owned(),
+        );
     }
     let plaintext = zeroize::Zeroizing::new(secrets.to_toml());
     let sealed = vault::encrypt(&plaintext, &lock).map_err(|e| e.to_string())?;

@@ -72,7 +72,7 @@ pub fn label(text: &str) -> Option<String> {
 }
 
 fn unhex(text: &[u8]) -> Result<Vec<u8>, AnsibleVaultError> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(AnsibleVaultError::Corrupt("odd number of hex digits"));
     }
     let digit = |c: u8| match c {
@@ -132,7 +132,7 @@ fn parse(text: &str) -> Result<Parsed, AnsibleVaultError> {
     if hmac.len() != 32 {
         return Err(AnsibleVaultError::Corrupt("the HMAC is not 32 bytes"));
     }
-    if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(16) {
         return Err(AnsibleVaultError::Corrupt(
             "the ciphertext is not whole AES blocks",
         ));

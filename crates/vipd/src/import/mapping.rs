@@ -1058,11 +1058,12 @@ pub fn map(sources: &Sources, options: &Options) -> (Option<Imported>, Report) {
     }
 
     // Ports of the planes.
-    let plane_ports: Vec<(Option<u16>, Option<u16>)> = nodes
+    type Ports = (Option<u16>, Option<u16>);
+    let plane_ports: Vec<Ports> = nodes
         .iter()
         .filter_map(|n| n.plane.as_ref().map(|p| (p.proxy_port, p.apiserver_port)))
         .collect();
-    let uniform = |pick: fn(&(Option<u16>, Option<u16>)) -> Option<u16>| -> Option<Option<u16>> {
+    let uniform = |pick: fn(&Ports) -> Option<u16>| -> Option<Option<u16>> {
         let first = plane_ports.first().map(pick)?;
         plane_ports
             .iter()
