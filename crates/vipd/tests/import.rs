@@ -741,3 +741,66 @@ fn inline_vault_values_are_decrypted_with_the_password() {
         out.stderr
     );
 }
+
+/// Every seed variable, and every field of the list entries, given a value
+/// of the wrong shape: the mapping reports it and never panics.
+#[test]
+fn wrong_shapes_never_panic() {
+    use vipd::import::{mapping, read_ansible};
+    let f = fixture().unwrap();
+    let sources = read_ansible(
+        &f.join("hosts_bay.ini"),
+        &[&f.join("group_vars/all/vault_secrets.plain.yml")],
+        &[],
+    )
+    .unwrap();
+    let bad: Vec<serde_json::Value> = serde_json::from_str(
+        r#"[null, 0, -1, 99999999999, 1.5, "", "garbage", "1.2.3.4/99", true, [], {}, [1, 2],
+            {"a": 1}, [{"name": 5}], [{"name": "x", "host_group": "nope"}], [null], ["a"],
+            [{"name": "bay-plane1", "wireguard_ip": "::1", "backend_port": "0", "priority": "x"}]]"#,
+    )
+    .unwrap();
+    let base = sources.vars_files[0].vars.clone();
+    let mut keys: Vec<String> = base.keys().cloned().collect();
+    keys.extend([
+        "vault_wg_peers.0".to_owned(),
+        "vault_k8s_control_planes.0".to_owned(),
+    ]);
+    let mut sources = sources;
+    let mut outcomes = (0, 0);
+    for key in &keys {
+        for value in &bad {
+            let mut vars = base.clone();
+            match key.split_once('.') {
+                Some((list, _)) => {
+                    // Each field of the first entry, in turn.
+                    let fields: Vec<String> =
+                        vars[list][0].as_object().unwrap().keys().cloned().collect();
+                    for field in fields {
+                        let mut vars = base.clone();
+                        vars[list][0][&field] = value.clone();
+                        sources.vars_files[0].vars = vars;
+                        let (done, report) = mapping::map(&sources, &mapping::Options::default());
+                        assert!(done.is_some() || !report.errors.is_empty());
+                    }
+                    continue;
+                }
+                None => {
+                    vars.insert(key.clone(), value.clone());
+                }
+            }
+            sources.vars_files[0].vars = vars;
+            let (done, report) = mapping::map(&sources, &mapping::Options::default());
+            match done {
+                Some(_) => outcomes.0 += 1,
+                None => {
+                    assert!(!report.errors.is_empty());
+                    outcomes.1 += 1;
+                }
+            }
+            let _ = report.render();
+        }
+    }
+    // Both outcomes happen: some shapes are reported and refused.
+    assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
+}

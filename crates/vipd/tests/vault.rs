@@ -427,6 +427,29 @@ fn check_show_and_run_read_the_vault_and_never_print_a_secret() {
             daemon.all()
         );
     }
+    // A holder whose VRRP password is locked away stops before doing
+    // anything, saying why.
+    let locked = run(
+        d,
+        &[
+            "run",
+            "-c",
+            "cluster.toml",
+            "--node",
+            "haproxy-spb",
+            "--identity",
+            "none.key",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(locked.code, 1, "{}", locked.all());
+    assert!(
+        locked.stderr.contains("cannot be read here")
+            && locked.stderr.contains("none.key not found"),
+        "{}",
+        locked.stderr
+    );
 }
 
 #[test]

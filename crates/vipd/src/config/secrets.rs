@@ -171,6 +171,21 @@ impl SecretsSource {
         }
     }
 
+    /// Why the secrets cannot be read (empty when they can), for an error line.
+    pub fn unreadable_reason(&self) -> String {
+        match self {
+            SecretsSource::Loaded { .. } | SecretsSource::Unlocked { .. } => String::new(),
+            SecretsSource::Missing { .. } => "the secrets file does not exist".to_owned(),
+            SecretsSource::VaultMissing { .. } => "the vault does not exist".to_owned(),
+            SecretsSource::TooOpen { mode, .. } => {
+                format!("mode {mode:04o}: group or others can read it (chmod 600)")
+            }
+            SecretsSource::Invalid { reason, .. }
+            | SecretsSource::Locked { reason, .. }
+            | SecretsSource::VaultInvalid { reason, .. } => reason.clone(),
+        }
+    }
+
     /// Whether the secrets come from (or were to come from) the vault.
     pub fn is_vault(&self) -> bool {
         matches!(

@@ -375,4 +375,31 @@ mod tests {
                 .contains("script")
         );
     }
+
+    proptest::proptest! {
+        // PBKDF2's 10000 rounds are slow in a debug build: few cases suffice.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Any text after a valid header: an error or a plaintext, never a panic.
+        #[test]
+        fn any_body_decrypts_or_errs(body in "[0-9a-fA-Fx\n ]{0,400}", header in 0usize..4) {
+            let head = ["$ANSIBLE_VAULT;1.1;AES256", "$ANSIBLE_VAULT;1.2;AES256;id", "$ANSIBLE_VAULT;1.2", "$ANSIBLE_VAULT"][header];
+            let _ = decrypt(&format!("{head}\n{body}"), &[pw("pw", None)]);
+        }
+
+        /// Valid framing around random ciphertext fails the HMAC: never garbage.
+        #[test]
+        fn random_ciphertext_is_refused(data in proptest::collection::vec(proptest::num::u8::ANY, 1..64)) {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            let mut blocks = data.clone();
+            blocks.resize(data.len().div_ceil(16) * 16, 0);
+            let inner = format!("{}\n{}\n{}", hex(&[1; 32]), hex(&[2; 32]), hex(&blocks));
+            let text = format!("$ANSIBLE_VAULT;1.1;AES256\n{}\n", hex(inner.as_bytes()));
+            let refused = matches!(
+                decrypt(&text, &[pw("pw", None)]),
+                Err(AnsibleVaultError::WrongPassword { .. })
+            );
+            proptest::prop_assert!(refused);
+        }
+    }
 }

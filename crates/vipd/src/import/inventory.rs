@@ -351,4 +351,16 @@ ansible_user=deploy
         assert!(errors[2].starts_with("line 6:"));
         assert!(errors[3].contains("host ranges"));
     }
+
+    proptest::proptest! {
+        /// Whatever the text, parsing ends in a value or errors, never a panic.
+        #[test]
+        fn any_text_parses_or_errs(text in "(\\[[a-z_:]{0,12}\\]?|[a-z0-9_.=\"' #;\\[\\]:-]{0,30}|\n){0,30}") {
+            if let Ok(inventory) = Inventory::parse(&text) {
+                for group in &inventory.groups {
+                    let _ = inventory.hosts_of(&group.name);
+                }
+            }
+        }
+    }
 }
