@@ -434,6 +434,16 @@ pub fn load_for_node(path: &Path, identity: &Path) -> SecretsSource {
                 reason: format!("identity file {path} not found (--identity FILE)"),
             };
         }
+        // Someone else's key (an operator running check on a node): not
+        // this file's fault, and the daemon's user can read it.
+        Err(VaultError::Io { path, source })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return SecretsSource::Locked {
+                path: vault,
+                reason: format!("identity file {path} is not readable by this user"),
+            };
+        }
         Err(e) => {
             return SecretsSource::VaultInvalid {
                 path: vault,
