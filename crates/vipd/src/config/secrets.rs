@@ -186,17 +186,6 @@ impl SecretsSource {
         }
     }
 
-    /// Whether the secrets come from (or were to come from) the vault.
-    pub fn is_vault(&self) -> bool {
-        matches!(
-            self,
-            SecretsSource::Unlocked { .. }
-                | SecretsSource::VaultMissing { .. }
-                | SecretsSource::Locked { .. }
-                | SecretsSource::VaultInvalid { .. }
-        )
-    }
-
     /// Reads `path`, refusing a file that group or others can read.
     pub fn read(path: &Path) -> Self {
         use std::os::unix::fs::PermissionsExt;
