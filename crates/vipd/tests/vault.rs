@@ -835,6 +835,38 @@ fn the_vault_interoperates_with_the_age_tool() {
         ],
     ));
     assert_eq!(got.stdout, "from-age\n");
+    // ASCII-armored (`age -a`) too.
+    let status = Command::new("age")
+        .args([
+            "-a",
+            "-R",
+            "secrets.age.recipients",
+            "-o",
+            "armored.age",
+            "plain.toml",
+        ])
+        .current_dir(d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        std::fs::read_to_string(d.join("armored.age"))
+            .unwrap()
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+    );
+    let got = ok(vipd(
+        d,
+        &[
+            "vault",
+            "-f",
+            "armored.age",
+            "-i",
+            "node-a.key",
+            "get",
+            "vrrp_password",
+        ],
+    ));
+    assert_eq!(got.stdout, "from-age\n");
     // And an age-keygen identity opens a vipd vault.
     let keygen = Command::new("age-keygen")
         .args(["-o", "age-made.key"])

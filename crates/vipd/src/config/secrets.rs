@@ -23,6 +23,13 @@ impl SecretValue {
     }
 }
 
+impl Drop for SecretValue {
+    /// Wipes the value when it goes: no stale copy left in freed memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<redacted, {} bytes>", self.0.len())

@@ -240,7 +240,8 @@ pub fn recipients_text(recipients: &[age::x25519::Recipient]) -> String {
 
 /// Whether an age file is locked with a passphrase (true) or to recipients.
 pub fn is_passphrase_vault(path: &Path, bytes: &[u8]) -> Result<bool, VaultError> {
-    let decryptor = age::Decryptor::new_buffered(bytes).map_err(|e| decrypt_error(path, e))?;
+    let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(bytes))
+        .map_err(|e| decrypt_error(path, e))?;
     Ok(decryptor.is_scrypt())
 }
 
@@ -273,7 +274,9 @@ fn decrypt_error(path: &Path, error: age::DecryptError) -> VaultError {
 /// when dropped.
 pub fn decrypt(path: &Path, bytes: &[u8], key: &Key) -> Result<Zeroizing<String>, VaultError> {
     let shown = path.display().to_string();
-    let decryptor = age::Decryptor::new_buffered(bytes).map_err(|e| decrypt_error(path, e))?;
+    // Binary or ASCII-armored (`age -a`): the reader tells them apart.
+    let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(bytes))
+        .map_err(|e| decrypt_error(path, e))?;
     let reader = match key {
         Key::Passphrase(passphrase) => {
             if !decryptor.is_scrypt() {
