@@ -503,17 +503,22 @@ fn edit(args: &VaultArgs, path: &Path) -> Result<(), String> {
     let opened = unlock(args, path)?;
     let lock = opened.lock(path)?;
     let before = opened.text;
-    let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
+    // tmpfs first (the plaintext never reaches a disk), then $TMPDIR.
+    let builder = || {
+        let mut b = tempfile::Builder::new();
+        b.prefix("vipd-vault-").suffix(".toml");
+        b
     };
-    let file = tempfile::Builder::new()
-        .prefix("vipd-vault-")
-        .suffix(".toml")
-        .tempfile_in(&dir)
-        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    let shm = Path::new("/dev/shm");
+    let file = match shm.is_dir().then(|| builder().tempfile_in(shm)) {
+        Some(Ok(file)) => file,
+        _ => {
+            let dir = std::env::temp_dir();
+            builder()
+                .tempfile_in(&dir)
+                .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?
+        }
+    };
     // Keep the path past the handle: the guard shreds it whatever happens.
     let (mut handle, temp) = file
         .keep()
