@@ -804,3 +804,70 @@ fn wrong_shapes_never_panic() {
     // Both outcomes happen: some shapes are reported and refused.
     assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
 }
+
+/// A directory stands for its YAML files in name order (group_vars/all/).
+#[test]
+fn a_vars_directory_is_read_file_by_file() {
+    let f = fixture().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recipient = key(d);
+    let all = f.join("group_vars/all").display().to_string();
+    let out = vipd(
+        d,
+        &[
+            "import",
+            "ansible",
+            "--inventory",
+            &f.join("hosts_bay.ini").display().to_string(),
+            "--vars",
+            &all,
+            "--vault-password-file",
+            &f.join("vault_pass.txt").display().to_string(),
+            "-o",
+            "out.toml",
+            "--vault-out",
+            "out.age",
+            "-r",
+            &recipient,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    // The encrypted file and its clear copy both: every variable twice, the later wins.
+    assert!(
+        out.stdout.contains("vault_secrets.plain.yml (clear), "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("vault_secrets.yml (ansible-vault 1.1)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("warning: vault_keepalived_vip is set in"),
+        "{}",
+        out.stdout
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = vipd(
+        d,
+        &[
+            "import",
+            "ansible",
+            "--inventory",
+            &f.join("hosts_bay.ini").display().to_string(),
+            "--vars",
+            &empty.path().display().to_string(),
+            "-o",
+            "out2.toml",
+            "--vault-out",
+            "out2.age",
+            "-r",
+            &recipient,
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("holds no *.yml"), "{}", out.stderr);
+}

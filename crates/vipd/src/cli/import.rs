@@ -19,8 +19,9 @@ pub struct AnsibleArgs {
     /// The INI inventory (hosts_bay.ini).
     #[arg(long, value_name = "FILE")]
     pub inventory: PathBuf,
-    /// A YAML variables file, clear or encrypted with ansible-vault; repeat
-    /// it for several (a later file wins, as in ansible).
+    /// A YAML variables file, clear or encrypted with ansible-vault, or a
+    /// directory of them (group_vars/all/: its *.yml, *.yaml and *.json, by
+    /// name); repeat it for several (a later file wins, as in ansible).
     #[arg(long = "vars", value_name = "FILE", required = true)]
     pub vars: Vec<PathBuf>,
     /// The ansible-vault password file (LABEL@FILE gives its vault id);
@@ -92,7 +93,8 @@ fn execute(args: &AnsibleArgs) -> Result<(), String> {
     for spec in &args.vault_password_files {
         passwords.push(ansible_vault::read_password_file(spec)?);
     }
-    let vars: Vec<&Path> = args.vars.iter().map(PathBuf::as_path).collect();
+    let files = import::expand_vars(&args.vars)?;
+    let vars: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let sources = import::read_ansible(&args.inventory, &vars, &passwords)
         .map_err(|errors| format!("{}\nnothing written", errors.join("\nerror: ")))?;
     let mut stdout = std::io::stdout().lock();

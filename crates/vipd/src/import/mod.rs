@@ -11,7 +11,7 @@ pub mod ansible_vault;
 pub mod inventory;
 pub mod mapping;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
@@ -75,6 +75,40 @@ fn decrypt_inline(
         }
         _ => {}
     }
+}
+
+/// The variables files: each path as given, a directory as its `*.yml`,
+/// `*.yaml` and `*.json` files in name order (as ansible reads
+/// group_vars/all/), not descending further.
+pub fn expand_vars(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let entries =
+            std::fs::read_dir(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| ["yml", "yaml", "json"].contains(&e))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(format!(
+                "{} holds no *.yml, *.yaml or *.json file",
+                path.display()
+            ));
+        }
+        out.extend(files);
+    }
+    Ok(out)
 }
 
 /// Reads the inventory and the variables files, decrypting what ansible-vault
