@@ -283,6 +283,16 @@ fn keygen(output: &Path) -> Result<(), String> {
             output.display()
         ));
     }
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
     let (text, recipient) = vault::generate_identity();
     vault::write_atomic(output, text.as_bytes(), 0o600)
         .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
