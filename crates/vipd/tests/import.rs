@@ -871,3 +871,65 @@ fn a_vars_directory_is_read_file_by_file() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("holds no *.yml"), "{}", out.stderr);
 }
+
+/// When every holder has its own seed priority, they are kept as they are.
+#[test]
+fn distinct_seed_priorities_are_kept() {
+    let f = fixture().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recipient = key(d);
+    // The planes alone hold the VIP, with 100 and 90.
+    let inventory = std::fs::read_to_string(f.join("hosts_bay.ini"))
+        .unwrap()
+        .replace("[keepalived_hosts:children]", "[lb_hosts:children]");
+    write(d, "hosts.ini", &inventory);
+    let clear = std::fs::read_to_string(f.join("group_vars/all/vault_secrets.plain.yml")).unwrap();
+    let at = clear.rfind("priority: 100").unwrap();
+    let vars = format!(
+        "{}priority: 90{}",
+        &clear[..at],
+        &clear[at + "priority: 100".len()..]
+    );
+    write(d, "vars.yml", &vars);
+    let out = vipd(
+        d,
+        &[
+            "import",
+            "ansible",
+            "--inventory",
+            "hosts.ini",
+            "--vars",
+            "vars.yml",
+            "-o",
+            "out.toml",
+            "--vault-out",
+            "out.age",
+            "-r",
+            &recipient,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains("nodes[bay-plane1].priority = 100"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("nodes[bay-plane2].priority = 90"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("nodes[*].priority"), "{}", out.stdout);
+    // haproxy-spb and -msk hold no role now: reported, not imported.
+    assert!(
+        out.stdout.contains("vault_wg_peers[0] (haproxy-spb)"),
+        "{}",
+        out.stdout
+    );
+    let spec: ClusterSpec =
+        toml::from_str(&std::fs::read_to_string(d.join("out.toml")).unwrap()).unwrap();
+    assert_eq!(spec.nodes.len(), 4);
+    let check = vipd(d, &["check", "-c", "out.toml", "--identity", "node.key"]);
+    assert_eq!(check.code, 0, "{}", check.all());
+}

@@ -556,65 +556,12 @@ pub fn map(sources: &Sources, options: &Options) -> (Option<Imported>, Report) {
     );
 
     // -- control planes
-    let mut planes: Vec<Plane> = Vec::new();
-    if let Some((v, o)) = vars.get("vault_k8s_control_planes") {
-        match v.as_array() {
-            Some(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    let at = format!("vault_k8s_control_planes[{index}]");
-                    let Some(map) = item.as_object() else {
-                        report.error(format!("{at} ({}) is not a mapping", o.0));
-                        continue;
-                    };
-                    let Some(name) = map.get("name").and_then(scalar) else {
-                        report.error(format!("{at} has no name"));
-                        continue;
-                    };
-                    let mut plane = Plane {
-                        index,
-                        name: name.clone(),
-                        address: None,
-                        proxy_port: None,
-                        apiserver_port: None,
-                        priority: None,
-                    };
-                    for (key, value) in map {
-                        match key.as_str() {
-                            "name" => {}
-                            "wireguard_ip" => match scalar(value).and_then(|s| s.parse().ok()) {
-                                Some(ip) => plane.address = Some(ip),
-                                None => report.error(format!("{at}.wireguard_ip is not an IP address")),
-                            },
-                            "backend_port" => match port(value) {
-                                Some(p) => plane.proxy_port = Some(p),
-                                None => report.error(format!("{at}.backend_port is not a port")),
-                            },
-                            "api_port" => match port(value) {
-                                Some(p) => plane.apiserver_port = Some(p),
-                                None => report.error(format!("{at}.api_port is not a port")),
-                            },
-                            "priority" => match scalar(value).and_then(|s| s.parse().ok()) {
-                                Some(p) => plane.priority = Some(p),
-                                None => report.error(format!("{at}.priority is not a number")),
-                            },
-                            other => report.warn(format!(
-                                "{at}.{other}: not a field the seed's control-plane entries have; ignored"
-                            )),
-                        }
-                    }
-                    if planes.iter().any(|p| p.name == name) {
-                        report.error(format!("{at}: a second control plane named {name}"));
-                        continue;
-                    }
-                    planes.push(plane);
-                }
-            }
-            None => report.error(format!("vault_k8s_control_planes ({}) is not a list", o.0)),
-        }
-    }
+    let planes = match vars.get("vault_k8s_control_planes") {
+        Some((v, o)) => control_planes(&v, &o, &mut report),
+        None => Vec::new(),
+    };
 
     // -- WireGuard
-    let mut peers: Vec<Peer> = Vec::new();
     let wg_network = vars.get("vault_wg_network").and_then(|(v, o)| {
         let n = scalar(&v).and_then(|s| s.parse::<IpNet>().ok());
         if n.is_none() {
@@ -632,72 +579,10 @@ pub fn map(sources: &Sources, options: &Options) -> (Option<Imported>, Report) {
         }
         p
     });
-    if let Some((v, o)) = vars.get("vault_wg_peers") {
-        match v.as_array() {
-            Some(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    let at = format!("vault_wg_peers[{index}]");
-                    let Some(map) = item.as_object() else {
-                        report.error(format!("{at} ({}) is not a mapping", o.0));
-                        continue;
-                    };
-                    let Some(name) = map.get("name").and_then(scalar) else {
-                        report.error(format!("{at} has no name"));
-                        continue;
-                    };
-                    let mut peer = Peer {
-                        index,
-                        name,
-                        host_group: None,
-                        allowed_ips: Vec::new(),
-                        endpoint: None,
-                        public_key: None,
-                        private_key: None,
-                    };
-                    for (key, value) in map {
-                        match key.as_str() {
-                            "name" => {}
-                            "host_group" => peer.host_group = scalar(value),
-                            "allowed_ips" => {
-                                let text = match value {
-                                    Value::Array(list) => {
-                                        list.iter().filter_map(scalar).collect::<Vec<_>>().join(",")
-                                    }
-                                    other => scalar(other).unwrap_or_default(),
-                                };
-                                for part in text.split(',').map(str::trim).filter(|s| !s.is_empty())
-                                {
-                                    match part
-                                        .parse::<IpNet>()
-                                        .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
-                                    {
-                                        Ok(net) => peer.allowed_ips.push(net),
-                                        Err(_) => report.error(format!(
-                                            "{at}.allowed_ips: \"{part}\" is not a network"
-                                        )),
-                                    }
-                                }
-                            }
-                            "endpoint" => peer.endpoint = scalar(value).filter(|s| !s.is_empty()),
-                            "public_key" => peer.public_key = scalar(value),
-                            "private_key" => {
-                                peer.private_key = scalar(value).filter(|s| !s.is_empty())
-                            }
-                            other => report.warn(format!(
-                                "{at}.{other}: not a field the seed's WireGuard peers have; ignored"
-                            )),
-                        }
-                    }
-                    if peers.iter().any(|p| p.name == peer.name) {
-                        report.error(format!("{at}: a second peer named {}", peer.name));
-                        continue;
-                    }
-                    peers.push(peer);
-                }
-            }
-            None => report.error(format!("vault_wg_peers ({}) is not a list", o.0)),
-        }
-    }
+    let peers = match vars.get("vault_wg_peers") {
+        Some((v, o)) => wg_peers(&v, &o, &mut report),
+        None => Vec::new(),
+    };
     let mesh = match (&wg_interface, wg_network) {
         (Some(i), Some(n)) => Some((i.clone(), n)),
         (None, None) if peers.is_empty() => None,
@@ -956,106 +841,7 @@ pub fn map(sources: &Sources, options: &Options) -> (Option<Imported>, Report) {
     }
 
     // Priorities of the holders.
-    let holders: Vec<usize> = (0..nodes.len())
-        .filter(|&i| nodes[i].roles.contains("vip"))
-        .collect();
-    for &i in &holders {
-        nodes[i].seed_priority = nodes[i].plane.as_ref().and_then(|p| p.priority);
-    }
-    for node in nodes.iter().filter(|n| !n.roles.contains("vip")) {
-        if let Some(p) = node.plane.as_ref().and_then(|p| p.priority) {
-            report.ignore(
-                format!(
-                    "vault_k8s_control_planes[{}].priority ({})",
-                    node.plane.as_ref().map_or(0, |p| p.index),
-                    node.name
-                ),
-                format!(
-                    "{p}: {} does not hold the VIP, so it has no VRRP priority",
-                    node.name
-                ),
-            );
-        }
-    }
-    let seeded: Vec<u32> = holders
-        .iter()
-        .filter_map(|&i| nodes[i].seed_priority)
-        .collect();
-    let distinct: BTreeSet<u32> = seeded.iter().copied().collect();
-    let keep = seeded.len() == holders.len()
-        && distinct.len() == seeded.len()
-        && seeded.iter().all(|p| (1..=254).contains(p));
-    if keep {
-        for &i in &holders {
-            nodes[i].priority = nodes[i].seed_priority;
-            report.used(
-                format!(
-                    "vault_k8s_control_planes[{}].priority",
-                    nodes[i].plane.as_ref().map_or(0, |p| p.index)
-                ),
-                format!(
-                    "nodes[{}].priority = {}",
-                    nodes[i].name,
-                    nodes[i].priority.unwrap_or(0)
-                ),
-            );
-        }
-    } else if !holders.is_empty() {
-        // The seed's keepalived hosts held the VIP first: they stay first.
-        let mut order = holders.clone();
-        order.sort_by_key(|&i| {
-            let first = nodes[i].groups.iter().any(|g| g == "keepalived_hosts");
-            (
-                !first,
-                std::cmp::Reverse(nodes[i].seed_priority.unwrap_or(0)),
-                i,
-            )
-        });
-        let why_base = {
-            let missing: Vec<&str> = holders
-                .iter()
-                .filter(|&&i| nodes[i].seed_priority.is_none())
-                .map(|&i| nodes[i].name.as_str())
-                .collect();
-            let mut parts = Vec::new();
-            if !missing.is_empty() {
-                parts.push(format!(
-                    "the seed gives no priority to {}",
-                    missing.join(", ")
-                ));
-            }
-            if distinct.len() < seeded.len() {
-                parts.push("the seed's control-plane priorities tie".to_owned());
-            }
-            format!(
-                "{}, and vipd wants one priority per holder. A ladder from 150 down: the [keepalived_hosts] first (they held the VIP in the seed), then by seed priority, then in the seed's order",
-                parts.join(" and ")
-            )
-        };
-        // Distinct values for any number of holders: steps of 10 while they fit.
-        let step = (140 / u32::try_from(order.len()).unwrap_or(140)).clamp(1, 10);
-        let mut ladder = Vec::new();
-        for (rank, &i) in order.iter().enumerate() {
-            let value = 150u32
-                .saturating_sub(step * u32::try_from(rank).unwrap_or(149))
-                .max(1);
-            nodes[i].priority = Some(value);
-            let seed = match nodes[i].seed_priority {
-                Some(p) => format!(" (seed {p})"),
-                None => String::new(),
-            };
-            ladder.push(format!("{} {value}{seed}", nodes[i].name));
-            if let Some(plane) = &nodes[i].plane
-                && plane.priority.is_some()
-            {
-                report.used(
-                    format!("vault_k8s_control_planes[{}].priority", plane.index),
-                    format!("nodes[{}].priority: ranked by it", nodes[i].name),
-                );
-            }
-        }
-        report.chose("nodes[*].priority", ladder.join(", "), why_base);
-    }
+    priorities(&mut nodes, &mut report);
 
     // Ports of the planes.
     type Ports = (Option<u16>, Option<u16>);
@@ -1456,4 +1242,238 @@ pub fn map(sources: &Sources, options: &Options) -> (Option<Imported>, Report) {
         }),
         report,
     )
+}
+
+/// `vault_k8s_control_planes`: one entry per plane.
+fn control_planes(v: &Value, o: &Origin, report: &mut Report) -> Vec<Plane> {
+    let mut planes: Vec<Plane> = Vec::new();
+    match v.as_array() {
+        Some(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let at = format!("vault_k8s_control_planes[{index}]");
+                let Some(map) = item.as_object() else {
+                    report.error(format!("{at} ({}) is not a mapping", o.0));
+                    continue;
+                };
+                let Some(name) = map.get("name").and_then(scalar) else {
+                    report.error(format!("{at} has no name"));
+                    continue;
+                };
+                let mut plane = Plane {
+                    index,
+                    name: name.clone(),
+                    address: None,
+                    proxy_port: None,
+                    apiserver_port: None,
+                    priority: None,
+                };
+                for (key, value) in map {
+                    match key.as_str() {
+                        "name" => {}
+                        "wireguard_ip" => match scalar(value).and_then(|s| s.parse().ok()) {
+                            Some(ip) => plane.address = Some(ip),
+                            None => report.error(format!("{at}.wireguard_ip is not an IP address")),
+                        },
+                        "backend_port" => match port(value) {
+                            Some(p) => plane.proxy_port = Some(p),
+                            None => report.error(format!("{at}.backend_port is not a port")),
+                        },
+                        "api_port" => match port(value) {
+                            Some(p) => plane.apiserver_port = Some(p),
+                            None => report.error(format!("{at}.api_port is not a port")),
+                        },
+                        "priority" => match scalar(value).and_then(|s| s.parse().ok()) {
+                            Some(p) => plane.priority = Some(p),
+                            None => report.error(format!("{at}.priority is not a number")),
+                        },
+                        other => report.warn(format!(
+                            "{at}.{other}: not a field the seed's control-plane entries have; ignored"
+                        )),
+                    }
+                }
+                if planes.iter().any(|p| p.name == name) {
+                    report.error(format!("{at}: a second control plane named {name}"));
+                    continue;
+                }
+                planes.push(plane);
+            }
+        }
+        None => report.error(format!("vault_k8s_control_planes ({}) is not a list", o.0)),
+    }
+    planes
+}
+
+/// `vault_wg_peers`: one entry per machine of the mesh.
+fn wg_peers(v: &Value, o: &Origin, report: &mut Report) -> Vec<Peer> {
+    let mut peers: Vec<Peer> = Vec::new();
+    match v.as_array() {
+        Some(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let at = format!("vault_wg_peers[{index}]");
+                let Some(map) = item.as_object() else {
+                    report.error(format!("{at} ({}) is not a mapping", o.0));
+                    continue;
+                };
+                let Some(name) = map.get("name").and_then(scalar) else {
+                    report.error(format!("{at} has no name"));
+                    continue;
+                };
+                let mut peer = Peer {
+                    index,
+                    name,
+                    host_group: None,
+                    allowed_ips: Vec::new(),
+                    endpoint: None,
+                    public_key: None,
+                    private_key: None,
+                };
+                for (key, value) in map {
+                    match key.as_str() {
+                        "name" => {}
+                        "host_group" => peer.host_group = scalar(value),
+                        "allowed_ips" => {
+                            let text = match value {
+                                Value::Array(list) => {
+                                    list.iter().filter_map(scalar).collect::<Vec<_>>().join(",")
+                                }
+                                other => scalar(other).unwrap_or_default(),
+                            };
+                            for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                                match part
+                                    .parse::<IpNet>()
+                                    .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
+                                {
+                                    Ok(net) => peer.allowed_ips.push(net),
+                                    Err(_) => report.error(format!(
+                                        "{at}.allowed_ips: \"{part}\" is not a network"
+                                    )),
+                                }
+                            }
+                        }
+                        "endpoint" => peer.endpoint = scalar(value).filter(|s| !s.is_empty()),
+                        "public_key" => peer.public_key = scalar(value),
+                        "private_key" => peer.private_key = scalar(value).filter(|s| !s.is_empty()),
+                        other => report.warn(format!(
+                            "{at}.{other}: not a field the seed's WireGuard peers have; ignored"
+                        )),
+                    }
+                }
+                if peers.iter().any(|p| p.name == peer.name) {
+                    report.error(format!("{at}: a second peer named {}", peer.name));
+                    continue;
+                }
+                peers.push(peer);
+            }
+        }
+        None => report.error(format!("vault_wg_peers ({}) is not a list", o.0)),
+    }
+    peers
+}
+
+/// The VRRP priorities of the VIP holders: the seed's when each holder has
+/// its own, else a ladder (reported as a choice).
+fn priorities(nodes: &mut [Node], report: &mut Report) {
+    let holders: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].roles.contains("vip"))
+        .collect();
+    for &i in &holders {
+        nodes[i].seed_priority = nodes[i].plane.as_ref().and_then(|p| p.priority);
+    }
+    for node in nodes.iter().filter(|n| !n.roles.contains("vip")) {
+        if let Some(p) = node.plane.as_ref().and_then(|p| p.priority) {
+            report.ignore(
+                format!(
+                    "vault_k8s_control_planes[{}].priority ({})",
+                    node.plane.as_ref().map_or(0, |p| p.index),
+                    node.name
+                ),
+                format!(
+                    "{p}: {} does not hold the VIP, so it has no VRRP priority",
+                    node.name
+                ),
+            );
+        }
+    }
+    let seeded: Vec<u32> = holders
+        .iter()
+        .filter_map(|&i| nodes[i].seed_priority)
+        .collect();
+    let distinct: BTreeSet<u32> = seeded.iter().copied().collect();
+    let keep = seeded.len() == holders.len()
+        && distinct.len() == seeded.len()
+        && seeded.iter().all(|p| (1..=254).contains(p));
+    if keep {
+        for &i in &holders {
+            nodes[i].priority = nodes[i].seed_priority;
+            report.used(
+                format!(
+                    "vault_k8s_control_planes[{}].priority",
+                    nodes[i].plane.as_ref().map_or(0, |p| p.index)
+                ),
+                format!(
+                    "nodes[{}].priority = {}",
+                    nodes[i].name,
+                    nodes[i].priority.unwrap_or(0)
+                ),
+            );
+        }
+    } else if !holders.is_empty() {
+        // The seed's keepalived hosts held the VIP first: they stay first.
+        let mut order = holders.clone();
+        order.sort_by_key(|&i| {
+            let first = nodes[i].groups.iter().any(|g| g == "keepalived_hosts");
+            (
+                !first,
+                std::cmp::Reverse(nodes[i].seed_priority.unwrap_or(0)),
+                i,
+            )
+        });
+        let why_base = {
+            let missing: Vec<&str> = holders
+                .iter()
+                .filter(|&&i| nodes[i].seed_priority.is_none())
+                .map(|&i| nodes[i].name.as_str())
+                .collect();
+            let mut parts = Vec::new();
+            if !missing.is_empty() {
+                parts.push(format!(
+                    "the seed gives no priority to {}",
+                    missing.join(", ")
+                ));
+            }
+            if distinct.len() < seeded.len() {
+                parts.push("the seed's control-plane priorities tie".to_owned());
+            }
+            if seeded.iter().any(|p| !(1..=254).contains(p)) {
+                parts.push("a seed priority is outside 1..=254".to_owned());
+            }
+            format!(
+                "{}, and vipd wants one priority per holder. A ladder from 150 down: the [keepalived_hosts] first (they held the VIP in the seed), then by seed priority, then in the seed's order",
+                parts.join(" and ")
+            )
+        };
+        // Distinct values for any number of holders: steps of 10 while they fit.
+        let step = (140 / u32::try_from(order.len()).unwrap_or(140)).clamp(1, 10);
+        let mut ladder = Vec::new();
+        for (rank, &i) in order.iter().enumerate() {
+            let value = 150u32
+                .saturating_sub(step * u32::try_from(rank).unwrap_or(149))
+                .max(1);
+            nodes[i].priority = Some(value);
+            let seed = match nodes[i].seed_priority {
+                Some(p) => format!(" (seed {p})"),
+                None => String::new(),
+            };
+            ladder.push(format!("{} {value}{seed}", nodes[i].name));
+            if let Some(plane) = &nodes[i].plane
+                && plane.priority.is_some()
+            {
+                report.used(
+                    format!("vault_k8s_control_planes[{}].priority", plane.index),
+                    format!("nodes[{}].priority: ranked by it", nodes[i].name),
+                );
+            }
+        }
+        report.chose("nodes[*].priority", ladder.join(", "), why_base);
+    }
 }
