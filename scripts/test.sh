@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 # wireguard-go (a userspace interface for `wg setconf`) and bind9-utils
 # (named-checkzone) read what `vipd render` writes. systemd for
 # `systemd-analyze verify` of the unit; dpkg-dev, binutils and lintian for
-# the package; ansible-core and ansible-lint (Debian's) for the role.
+# the package; ansible-core and ansible-lint (Debian's) for the role; age
+# for the vault's interoperability test (tests/vault.rs).
 ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps \
   wireguard-tools wireguard-go bind9-utils \
-  systemd dpkg-dev binutils lintian ansible-core ansible-lint
+  systemd dpkg-dev binutils lintian ansible-core ansible-lint age
 ensure_rust
 
 log "cargo fmt --check"

@@ -20,7 +20,13 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     let Some(path) = &args.config else {
         unreachable!("clap requires --config without --list-rules")
     };
-    let checked = match config::check_file(path, args.secrets.as_deref()) {
+    let checked = match config::check_file_with(
+        path,
+        config::SecretsOptions {
+            secrets: args.secrets.as_deref(),
+            identity: Some(&args.identity),
+        },
+    ) {
         Ok(checked) => checked,
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", path.display());

@@ -3,10 +3,12 @@
 
 mod check;
 mod generate;
+mod import;
 mod render;
 mod run;
 mod show;
 mod status;
+mod vault;
 mod verify;
 mod wg;
 
@@ -109,6 +111,29 @@ pub enum Command {
     /// match the binary that made them. Hidden from the help.
     #[command(subcommand, hide = true)]
     Generate(GenerateCommand),
+    /// Keep secrets in an age-encrypted vault (interoperable with `age` and `rage`).
+    ///
+    /// The vault's plaintext is the secrets file's text (`name = "value"`
+    /// lines). It is locked with a passphrase or to x25519 recipients (one key
+    /// per node, each node opening it with its own identity file); the
+    /// recipients are listed in FILE.recipients beside it. Every write is
+    /// atomic. Set `[cluster] vault` to have the daemon and every command read it.
+    Vault(vault::VaultArgs),
+    /// Import an existing setup into a cluster file and a vault.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// The seed's Ansible project: an INI inventory and YAML variables (clear or ansible-vault).
+    ///
+    /// Maps the seed's variables (docs/config.md, "The seed's variables") to a
+    /// cluster file, puts the secrets into a vault, and prints a report:
+    /// every variable used and where it went, every one ignored and why,
+    /// every value it had to choose. Nothing is written unless the result
+    /// passes `vipd check`.
+    Ansible(import::AnsibleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +165,9 @@ pub struct VerifyArgs {
     /// The secrets file (as for `vipd check`).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// The age identity file that opens the vault (`[cluster] vault`).
+    #[arg(long, value_name = "FILE", default_value = crate::vault::DEFAULT_IDENTITY)]
+    pub identity: PathBuf,
     /// The local daemon's control socket (with `--node`).
     #[arg(long, value_name = "PATH", default_value = crate::api::DEFAULT_SOCKET)]
     pub socket: PathBuf,
@@ -163,6 +191,18 @@ pub struct NodeArgs {
     /// The secrets file (as for `vipd check`).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// The node's age identity file, to open the vault (`[cluster] vault`).
+    #[arg(long, value_name = "FILE", default_value = crate::vault::DEFAULT_IDENTITY)]
+    pub identity: PathBuf,
+}
+
+impl NodeArgs {
+    pub fn secrets_options(&self) -> crate::config::SecretsOptions<'_> {
+        crate::config::SecretsOptions {
+            secrets: self.secrets.as_deref(),
+            identity: Some(&self.identity),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +247,9 @@ pub struct CheckArgs {
     /// The secrets file (default: `cluster.secrets_file`, else secrets.toml beside the cluster file).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// The age identity file that opens the vault (`[cluster] vault`).
+    #[arg(long, value_name = "FILE", default_value = crate::vault::DEFAULT_IDENTITY)]
+    pub identity: PathBuf,
     /// Fail on warnings too.
     #[arg(long)]
     pub strict: bool,
@@ -281,6 +324,9 @@ pub struct ShowArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also print the values of the secrets this node uses.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -300,6 +346,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(RenderCommand::StaticPod(args)) => render::static_pod(&args),
         Command::Wg(command) => wg::run(&command),
         Command::Generate(command) => generate::run(&command),
+        Command::Vault(args) => vault::run(&args),
+        Command::Import(ImportCommand::Ansible(args)) => import::ansible(&args),
     }
 }
 
@@ -328,6 +376,18 @@ pub struct ClusterArgs {
     /// The secrets file (as for `vipd check`).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// The age identity file that opens the vault (`[cluster] vault`).
+    #[arg(long, value_name = "FILE", default_value = crate::vault::DEFAULT_IDENTITY)]
+    pub identity: PathBuf,
+}
+
+impl ClusterArgs {
+    pub fn secrets_options(&self) -> crate::config::SecretsOptions<'_> {
+        crate::config::SecretsOptions {
+            secrets: self.secrets.as_deref(),
+            identity: Some(&self.identity),
+        }
+    }
 }
 
 /// A cluster file that passes `vipd check`, with its secrets when they could be read.
@@ -342,10 +402,10 @@ pub(crate) struct Loaded {
 /// are printed with their source excerpt, and the command exits 1.
 pub(crate) fn load_checked(
     config: &std::path::Path,
-    secrets: Option<&std::path::Path>,
+    options: crate::config::SecretsOptions<'_>,
 ) -> Result<Loaded, ExitCode> {
     use crate::config::Severity;
-    let checked = crate::config::check_file(config, secrets).map_err(|e| {
+    let checked = crate::config::check_file_with(config, options).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", config.display());
         ExitCode::FAILURE
     })?;
@@ -379,10 +439,25 @@ pub(crate) fn load_node_plan(
     load_node(args).map(|(loaded, plan)| (loaded.spec, plan))
 }
 
+/// [`load_node_plan`], with the secrets when they could be read (for
+/// `--show-secrets` and commands that need a value).
+pub(crate) fn load_node_plan_with_secrets(
+    args: &NodeArgs,
+) -> Result<
+    (
+        crate::config::ClusterSpec,
+        crate::config::NodePlan,
+        Option<crate::config::Secrets>,
+    ),
+    ExitCode,
+> {
+    load_node(args).map(|(loaded, plan)| (loaded.spec, plan, loaded.secrets))
+}
+
 /// [`load_node_plan`] with the secrets.
 pub(crate) fn load_node(args: &NodeArgs) -> Result<(Loaded, crate::config::NodePlan), ExitCode> {
     let (config, node) = (args.config.as_path(), args.node.as_str());
-    let loaded = load_checked(config, args.secrets.as_deref())?;
+    let loaded = load_checked(config, args.secrets_options())?;
     let Some(plan) = loaded.spec.plan(node) else {
         let names: Vec<&str> = loaded.spec.nodes.iter().map(|n| n.name.as_str()).collect();
         eprintln!(

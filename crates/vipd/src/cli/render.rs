@@ -216,7 +216,7 @@ pub fn wireguard(args: &WireguardArgs) -> ExitCode {
 
 /// `vipd render kubeadm`.
 pub fn kubeadm(args: &KubeadmArgs) -> ExitCode {
-    let loaded = match super::load_checked(&args.cluster.config, args.cluster.secrets.as_deref()) {
+    let loaded = match super::load_checked(&args.cluster.config, args.cluster.secrets_options()) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -237,7 +237,7 @@ pub fn kubeadm(args: &KubeadmArgs) -> ExitCode {
 
 /// `vipd render dns`.
 pub fn dns(args: &DnsArgs) -> ExitCode {
-    let loaded = match super::load_checked(&args.cluster.config, args.cluster.secrets.as_deref()) {
+    let loaded = match super::load_checked(&args.cluster.config, args.cluster.secrets_options()) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };

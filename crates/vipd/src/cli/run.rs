@@ -19,7 +19,7 @@ use crate::vrrp::driver::DriverConfig;
 
 pub fn run(run_args: &RunArgs) -> ExitCode {
     let args = &run_args.node;
-    let checked = match config::check_file(&args.config, args.secrets.as_deref()) {
+    let checked = match config::check_file_with(&args.config, args.secrets_options()) {
         Ok(checked) => checked,
         Err(e) => {
             error!("cannot read {}: {e}", args.config.display());
@@ -56,6 +56,22 @@ pub fn run(run_args: &RunArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let secrets = checked.secrets.as_ref().and_then(|s| s.secrets());
+    // A secret the node needs, and a vault or file that could not be read:
+    // say why (the check only warned: it may run where no key is).
+    if secrets.is_none()
+        && plan
+            .vrrp
+            .as_ref()
+            .is_some_and(|v| v.auth_pass_secret.is_some())
+        && let Some(source) = &checked.secrets
+    {
+        error!(
+            "the VRRP password is in {}, which cannot be read here: {}",
+            source.path().display(),
+            source.unreadable_reason()
+        );
+        return ExitCode::FAILURE;
+    }
     let vrrp = match &plan.vrrp {
         Some(vrrp) => match DriverConfig::from_plan(&plan, vrrp, secrets) {
             Ok(config) => Some(config),
@@ -81,6 +97,7 @@ pub fn run(run_args: &RunArgs) -> ExitCode {
         config: args.config.clone(),
         node: args.node.clone(),
         secrets: args.secrets.clone(),
+        identity: Some(args.identity.clone()),
         socket: run_args.socket.clone(),
     };
     let spec = spec.clone();

@@ -8,17 +8,56 @@ use crate::config::resolve::{HealthCheck, NodePlan};
 use crate::config::spec::{CheckKind, VrrpMode};
 
 pub fn run(args: &ShowArgs) -> ExitCode {
-    let plan = match super::load_node_plan(&args.node) {
-        Ok((_, plan)) => plan,
+    let (plan, secrets) = match super::load_node_plan_with_secrets(&args.node) {
+        Ok((_, plan, secrets)) => (plan, secrets),
         Err(code) => return code,
     };
+    // Only with --show-secrets, and only the secrets this node uses.
+    let mut shown = Vec::new();
+    if args.show_secrets {
+        let names = plan
+            .vrrp
+            .as_ref()
+            .and_then(|v| v.auth_pass_secret.clone())
+            .into_iter()
+            .chain(
+                plan.wireguard
+                    .as_ref()
+                    .and_then(|w| w.private_key_secret.clone()),
+            );
+        for name in names {
+            match secrets.as_ref().and_then(|s| s.get(&name)) {
+                Some(value) => shown.push((name, value.expose().to_owned())),
+                None => {
+                    eprintln!(
+                        "error: --show-secrets: secret \"{name}\" cannot be read (see `vipd check`: the vault or secrets file, and --identity)"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
     if args.json {
+        let mut value = serde_json::to_value(&plan).expect("JSON of plain values");
+        if args.show_secrets {
+            value["secrets"] = shown
+                .iter()
+                .map(|(n, v)| (n.clone(), serde_json::Value::from(v.as_str())))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
         println!(
             "{}",
-            serde_json::to_string_pretty(&plan).expect("JSON of plain values")
+            serde_json::to_string_pretty(&value).expect("JSON of plain values")
         );
     } else {
         print!("{}", render_text(&plan));
+        if args.show_secrets {
+            println!("\nsecrets (shown on request)");
+            for (name, value) in &shown {
+                println!("  {name} = {value:?}");
+            }
+        }
     }
     ExitCode::SUCCESS
 }

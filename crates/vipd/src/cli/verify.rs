@@ -47,7 +47,11 @@ fn finding(check: impl Into<String>, verdict: Verdict, detail: impl Into<String>
 }
 
 pub fn run(args: &VerifyArgs) -> ExitCode {
-    let checked = match crate::config::check_file(&args.config, args.secrets.as_deref()) {
+    let options = crate::config::SecretsOptions {
+        secrets: args.secrets.as_deref(),
+        identity: Some(&args.identity),
+    };
+    let checked = match crate::config::check_file_with(&args.config, options) {
         Ok(checked) => checked,
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", args.config.display());

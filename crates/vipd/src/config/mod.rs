@@ -6,6 +6,7 @@
 //!                              │
 //!                              └──resolve──▶ NodePlan per node (config show, the daemon)
 //! secrets.toml ──secrets──▶ values the spec refers to by name
+//! secrets.age ──vault + identity──▶ the same, from the encrypted vault
 //! ```
 
 pub mod diag;
@@ -116,15 +117,75 @@ pub fn secrets_path(config: &Path, spec: &ClusterSpec, explicit: Option<&Path>) 
     }
 }
 
+/// Where the secrets of a cluster file come from: the command line's
+/// `--secrets` (a plain file, for development) and `--identity` (the node's
+/// key for the vault, default /etc/vipd/identity).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecretsOptions<'a> {
+    pub secrets: Option<&'a Path>,
+    pub identity: Option<&'a Path>,
+}
+
+/// Reads the secrets of `spec`: `--secrets` if given (a plain file), else the
+/// vault if `cluster.vault` is set, else the plain `cluster.secrets_file`.
+pub fn load_secrets(
+    config: &Path,
+    spec: &ClusterSpec,
+    options: SecretsOptions<'_>,
+) -> SecretsSource {
+    if options.secrets.is_none()
+        && let Some(vault) = &spec.cluster.vault
+    {
+        let vault = if vault.is_absolute() {
+            vault.clone()
+        } else {
+            config.parent().unwrap_or(Path::new(".")).join(vault)
+        };
+        let identity = options
+            .identity
+            .unwrap_or(Path::new(crate::vault::DEFAULT_IDENTITY));
+        return crate::vault::load_for_node(&vault, identity);
+    }
+    SecretsSource::read(&secrets_path(config, spec, options.secrets))
+}
+
 /// Checks a cluster file held in memory. `name` is what diagnostics call it;
 /// `config` is its path, used to find the secrets file.
 pub fn check_text(name: &str, text: &str, config: &Path, secrets: Option<&Path>) -> Checked {
+    check_text_with(
+        name,
+        text,
+        config,
+        SecretsOptions {
+            secrets,
+            identity: None,
+        },
+    )
+}
+
+/// [`check_text`] with the identity file for the vault.
+pub fn check_text_with(
+    name: &str,
+    text: &str,
+    config: &Path,
+    options: SecretsOptions<'_>,
+) -> Checked {
+    check_text_loading(name, text, |spec| load_secrets(config, spec, options))
+}
+
+/// [`check_text`] with secrets from `load` (the importer checks what it is
+/// about to write with the secrets it holds in memory).
+pub fn check_text_loading(
+    name: &str,
+    text: &str,
+    load: impl FnOnce(&ClusterSpec) -> SecretsSource,
+) -> Checked {
     let mut source = SourceFile::new(name, text);
     let parsed = parse::parse(&mut source);
     let mut diagnostics = parsed.diagnostics;
     let mut secrets_source = None;
     if let Some(spec) = &parsed.spec {
-        let secrets = SecretsSource::read(&secrets_path(config, spec, secrets));
+        let secrets = load(spec);
         let ctx = rules::Context {
             spec,
             node_indices: &parsed.node_indices,
@@ -159,11 +220,22 @@ pub fn check_text(name: &str, text: &str, config: &Path, secrets: Option<&Path>)
 
 /// Reads and checks a cluster file.
 pub fn check_file(path: &Path, secrets: Option<&Path>) -> std::io::Result<Checked> {
+    check_file_with(
+        path,
+        SecretsOptions {
+            secrets,
+            identity: None,
+        },
+    )
+}
+
+/// [`check_file`] with the identity file for the vault.
+pub fn check_file_with(path: &Path, options: SecretsOptions<'_>) -> std::io::Result<Checked> {
     let text = std::fs::read_to_string(path)?;
-    Ok(check_text(
+    Ok(check_text_with(
         &path.display().to_string(),
         &text,
         path,
-        secrets,
+        options,
     ))
 }

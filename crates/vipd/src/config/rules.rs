@@ -182,6 +182,21 @@ pub const RULES: &[Rule] = &[
         "the secrets file is absent: references not checked",
     ),
     rule(
+        "plain-secrets",
+        W,
+        "secrets come from a plain file: development only, use the vault",
+    ),
+    rule(
+        "vault",
+        E,
+        "the vault cannot be opened: corrupt, wrong key, open identity file",
+    ),
+    rule(
+        "vault-locked",
+        W,
+        "no key to open the vault here: references not checked",
+    ),
+    rule(
         "wireguard-missing",
         E,
         "a node has no [nodes.wireguard] while [mesh] is set",
@@ -1101,14 +1116,77 @@ fn secrets(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
         return;
     }
     let file = ctx.secrets.path().display();
+    let not_checked = || {
+        format!(
+            "{} secret reference(s) not checked ({})",
+            references.len(),
+            references
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if let SecretsSource::Loaded { .. } = ctx.secrets {
+        out.push(
+            Diagnostic::warning(
+                "plain-secrets",
+                "cluster.secrets_file",
+                format!("secrets come from the plain file {file}: fine for development, not for production"),
+            )
+            .help(format!(
+                "encrypt it: `vipd vault init --file secrets.age --from {file} --recipient age1...` (one recipient per node), then set [cluster] vault = \"secrets.age\" and delete {file}"
+            )),
+        );
+    }
     match ctx.secrets {
-        SecretsSource::Loaded { secrets, .. } => {
-            for (path, name) in references {
+        SecretsSource::Unlocked { secrets, .. } => {
+            for (path, name) in &references {
                 if secrets.get(name).is_none() {
                     out.push(
                         Diagnostic::error(
                             "unknown-secret",
-                            path.clone(),
+                            (*path).clone(),
+                            format!("secret \"{name}\" is not in the vault {file}"),
+                        )
+                        .help(format!("add it: `vipd vault --file {file} set {name}` (the value on stdin)")),
+                    );
+                }
+            }
+        }
+        SecretsSource::VaultMissing { .. } => out.push(
+            Diagnostic::warning(
+                "secrets-file-missing",
+                "cluster.vault",
+                format!("vault {file} not found: {}", not_checked()),
+            )
+            .help(format!(
+                "create it with `vipd vault init --file {file} --recipient age1...`; `vipd run` needs it"
+            )),
+        ),
+        SecretsSource::Locked { reason, .. } => out.push(
+            Diagnostic::warning(
+                "vault-locked",
+                "cluster.vault",
+                format!("vault {file} cannot be opened here: {reason}: {}", not_checked()),
+            )
+            .help("give the node's identity file with --identity FILE (default /etc/vipd/identity); `vipd run` needs it"),
+        ),
+        SecretsSource::VaultInvalid { reason, .. } => out.push(
+            Diagnostic::error(
+                "vault",
+                "cluster.vault",
+                format!("the vault cannot be used: {reason}"),
+            )
+            .help("check the file (`vipd vault list`), the identity file (mode 0600, one of the vault's recipients) and `vipd vault rekey`"),
+        ),
+        SecretsSource::Loaded { secrets, .. } => {
+            for (path, name) in &references {
+                if secrets.get(name).is_none() {
+                    out.push(
+                        Diagnostic::error(
+                            "unknown-secret",
+                            (*path).clone(),
                             format!("secret \"{name}\" is not defined in {file}"),
                         )
                         .help(format!("add {name} = \"...\" to {file}")),

@@ -1,8 +1,9 @@
 //! The secrets file: `name = "value"` pairs that spec fields refer to by
 //! name. Kept apart from the cluster file so the cluster file can be shared,
 //! reviewed and committed. It must be readable by its owner only (0600), as
-//! ssh insists for private keys. (An encrypted vault replaces it later; this
-//! plain file stays for development.)
+//! ssh insists for private keys. In production the same text lives
+//! encrypted in an age vault (crate::vault, `[cluster] vault`); this plain
+//! file stays for development and earns a `plain-secrets` warning.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,8 +14,19 @@ use std::path::{Path, PathBuf};
 pub struct SecretValue(String);
 
 impl SecretValue {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl Drop for SecretValue {
+    /// Wipes the value when it goes: no stale copy left in freed memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -37,6 +49,39 @@ impl Secrets {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Sets a secret; returns whether it replaced one.
+    pub fn insert(&mut self, name: &str, value: SecretValue) -> bool {
+        self.values.insert(name.to_owned(), value).is_some()
+    }
+
+    /// Removes a secret; returns whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.values.remove(name).is_some()
+    }
+
+    /// The secrets file's text: `name = "value"` lines, sorted by name, that
+    /// [`Secrets::parse`] reads back. It holds the values: it goes to a 0600
+    /// file or into the vault's encryption, never to a log.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.values {
+            let mut table = toml::Table::new();
+            table.insert(name.clone(), toml::Value::String(value.0.clone()));
+            // One key per table: toml prints it as one `name = "value"` line,
+            // quoting the key and escaping the value as TOML needs.
+            out.push_str(&toml::to_string(&table).unwrap_or_default());
+        }
+        out
     }
 
     /// Parses the file's text. A value that is not a string is an error
@@ -87,6 +132,27 @@ pub enum SecretsSource {
         path: PathBuf,
         reason: String,
     },
+    /// The vault (`[cluster] vault`), opened with the node's identity.
+    Unlocked {
+        path: PathBuf,
+        secrets: Secrets,
+    },
+    /// The vault does not exist.
+    VaultMissing {
+        path: PathBuf,
+    },
+    /// The vault is there but this machine has no key for it (no identity
+    /// file, or a passphrase vault): references cannot be checked.
+    Locked {
+        path: PathBuf,
+        reason: String,
+    },
+    /// The vault cannot be used: corrupt, not for this identity, an identity
+    /// file others can read, a plaintext that is not a secrets file.
+    VaultInvalid {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl SecretsSource {
@@ -95,14 +161,35 @@ impl SecretsSource {
             SecretsSource::Loaded { path, .. }
             | SecretsSource::Missing { path }
             | SecretsSource::TooOpen { path, .. }
-            | SecretsSource::Invalid { path, .. } => path,
+            | SecretsSource::Invalid { path, .. }
+            | SecretsSource::Unlocked { path, .. }
+            | SecretsSource::VaultMissing { path }
+            | SecretsSource::Locked { path, .. }
+            | SecretsSource::VaultInvalid { path, .. } => path,
         }
     }
 
     pub fn secrets(&self) -> Option<&Secrets> {
         match self {
-            SecretsSource::Loaded { secrets, .. } => Some(secrets),
+            SecretsSource::Loaded { secrets, .. } | SecretsSource::Unlocked { secrets, .. } => {
+                Some(secrets)
+            }
             _ => None,
+        }
+    }
+
+    /// Why the secrets cannot be read (empty when they can), for an error line.
+    pub fn unreadable_reason(&self) -> String {
+        match self {
+            SecretsSource::Loaded { .. } | SecretsSource::Unlocked { .. } => String::new(),
+            SecretsSource::Missing { .. } => "the secrets file does not exist".to_owned(),
+            SecretsSource::VaultMissing { .. } => "the vault does not exist".to_owned(),
+            SecretsSource::TooOpen { mode, .. } => {
+                format!("mode {mode:04o}: group or others can read it (chmod 600)")
+            }
+            SecretsSource::Invalid { reason, .. }
+            | SecretsSource::Locked { reason, .. }
+            | SecretsSource::VaultInvalid { reason, .. } => reason.clone(),
         }
     }
 
@@ -163,6 +250,22 @@ mod tests {
         let err = Secrets::parse("vrrp = \"hunter2").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("line 1"));
+    }
+
+    #[test]
+    fn to_toml_reads_back_with_quotes_and_escapes() {
+        let mut secrets = Secrets::default();
+        secrets.insert("plain", SecretValue::new("abc"));
+        secrets.insert("needs.quotes", SecretValue::new("a \"b\" \\ c\nd"));
+        let text = secrets.to_toml();
+        let back = Secrets::parse(&text).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            back.get("needs.quotes").unwrap().expose(),
+            "a \"b\" \\ c\nd"
+        );
+        assert_eq!(back.get("plain").unwrap().expose(), "abc");
+        assert!(text.starts_with("\"needs.quotes\" = "), "{text}");
     }
 
     #[test]

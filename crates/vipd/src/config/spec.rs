@@ -225,6 +225,10 @@ pub struct ClusterSection {
     /// Where the secrets live, relative to the cluster file. Default `secrets.toml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<PathBuf>,
+    /// The age-encrypted vault, relative to the cluster file. When set, it
+    /// replaces `secrets_file`; nodes open it with their identity file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<PathBuf>,
 }
 
 /// How VRRP peers find each other.

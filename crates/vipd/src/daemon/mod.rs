@@ -43,6 +43,8 @@ pub struct Options {
     pub config: PathBuf,
     pub node: String,
     pub secrets: Option<PathBuf>,
+    /// The age identity that opens the vault (`[cluster] vault`).
+    pub identity: Option<PathBuf>,
     pub socket: PathBuf,
 }
 

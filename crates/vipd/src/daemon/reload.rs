@@ -33,7 +33,11 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
         changes: Vec::new(),
     };
     let options = daemon.options.clone();
-    let checked = match config::check_file(&options.config, options.secrets.as_deref()) {
+    let secrets_options = config::SecretsOptions {
+        secrets: options.secrets.as_deref(),
+        identity: options.identity.as_deref(),
+    };
+    let checked = match config::check_file_with(&options.config, secrets_options) {
         Ok(checked) => checked,
         Err(e) => {
             outcome
