@@ -16,5 +16,6 @@ pub mod lab;
 pub mod netlink;
 pub mod nftables;
 pub mod proxy;
+pub mod render;
 pub mod sys;
 pub mod vrrp;

@@ -2,6 +2,7 @@
 //! the way `haproxy -c` and Sozu's `sozu ctl` live beside their daemons.
 
 mod check;
+mod lab;
 mod render;
 mod run;
 mod show;
@@ -65,6 +66,16 @@ pub enum Command {
     /// exiting (a second signal exits at once). Logs go to stderr; `VIPD_LOG` sets
     /// the level (default `info`, e.g. `VIPD_LOG=debug`).
     Run(RunArgs),
+    /// A whole HA cluster in network namespaces on this machine, with failure drills (root).
+    ///
+    /// `vipd lab` alone builds the lab (2 VIP holders, 3 planes with
+    /// stand-in kube-apiservers, 1 worker, from examples/lab.toml), runs
+    /// every drill scenario under load, prints the report (a table, `--json`,
+    /// an SVG timeline) and removes the lab; `--stack classic` drills
+    /// keepalived + HAProxy configured by `vipd render`, `--stack both` the
+    /// two side by side. The steps run one by one with `up`, `drill`,
+    /// `status` and `down`. Exits 1 when a scenario ends in a wrong state.
+    Lab(lab::LabArgs),
 }
 
 /// The cluster file, the node and the secrets: what every per-node command takes.
@@ -132,6 +143,28 @@ pub enum RenderCommand {
     /// loads it by hand. The node must hold the VIP with `api.datapath =
     /// "dnat"`.
     Nftables(RenderArgs),
+    /// keepalived.conf for a VIP holder: the same VRRP instance vipd runs.
+    ///
+    /// For the classic stack and for a gradual migration (a keepalived
+    /// holder and a vipd holder of one file join one virtual router). The
+    /// PASS password is printed only with `--show-secrets`. Check it with
+    /// `keepalived -t -f FILE`.
+    Keepalived(RenderSecretArgs),
+    /// haproxy.cfg for a node that runs a proxy: TCP frontends with
+    /// health-checked kube-apiserver backends, as vipd would run them.
+    ///
+    /// Planes, VIP holders with `api.datapath = "proxy"` and workers with
+    /// `[proxy] worker_local`. Check it with `haproxy -c -f FILE`.
+    Haproxy(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderSecretArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Print secret values (the VRRP password) instead of a placeholder.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +201,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Config(ConfigCommand::Show(args)) => show::run(&args),
         Command::Render(RenderCommand::Nftables(args)) => render::nftables(&args),
+        Command::Render(RenderCommand::Keepalived(args)) => render::keepalived(&args),
+        Command::Render(RenderCommand::Haproxy(args)) => render::haproxy(&args),
+        Command::Lab(args) => lab::run(&args),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::RenderArgs;
+use super::{RenderArgs, RenderSecretArgs};
 use crate::config::NodePlan;
 use crate::config::spec::{Datapath, Role};
 use crate::nftables::ruleset;
@@ -51,4 +51,44 @@ pub fn nftables(args: &RenderArgs) -> ExitCode {
 fn load_plan(args: &RenderArgs) -> Result<(NodePlan, Datapath), ExitCode> {
     let (spec, plan) = super::load_node_plan(&args.node)?;
     Ok((plan, spec.api.datapath))
+}
+
+/// `vipd render keepalived`: keepalived.conf for a VIP holder.
+pub fn keepalived(args: &RenderSecretArgs) -> ExitCode {
+    let (spec, plan) = match super::load_node_plan(&args.node) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let secrets = crate::config::check_file(&args.node.config, args.node.secrets.as_deref())
+        .ok()
+        .and_then(|c| c.secrets)
+        .and_then(|s| s.secrets().cloned());
+    print_rendered(crate::render::keepalived::render(
+        &spec,
+        &plan,
+        secrets.as_ref(),
+        args.show_secrets,
+    ))
+}
+
+/// `vipd render haproxy`: haproxy.cfg for a node that runs a proxy.
+pub fn haproxy(args: &RenderArgs) -> ExitCode {
+    let (spec, plan) = match super::load_node_plan(&args.node) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    print_rendered(crate::render::haproxy::render(&spec, &plan))
+}
+
+fn print_rendered(rendered: Result<String, String>) -> ExitCode {
+    match rendered {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,306 @@
+//! The drill's report: a table for the terminal, the same as JSON, and an
+//! SVG timeline per scenario (requests over time, VIP holders, node states).
+
+use std::fmt::Write as _;
+
+use super::drill::ScenarioResult;
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) => format!("{v:.0} ms"),
+        None => "-".to_owned(),
+    }
+}
+
+/// One line per finished scenario, for the progress output.
+pub fn progress_line(r: &ScenarioResult) -> String {
+    if let Some(why) = &r.skipped {
+        return format!(
+            "{} {}: skipped ({why})",
+            r.stack.as_str(),
+            r.scenario.name()
+        );
+    }
+    let failed: Vec<&str> = r
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.what.as_str())
+        .collect();
+    format!(
+        "{} {}: {} (takeover {}, outage {:.0} ms, {}/{} failed, {}/{} streams lost){}",
+        r.stack.as_str(),
+        r.scenario.name(),
+        if r.passed { "PASS" } else { "FAIL" },
+        ms(r.takeover_ms),
+        r.outage_ms,
+        r.failed,
+        r.requests,
+        r.streams_lost,
+        r.streams,
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!("; failed: {}", failed.join("; "))
+        }
+    )
+}
+
+/// The terminal table: one row per scenario and stack, grouped by scenario
+/// so the stacks sit side by side; then every failed check.
+pub fn table(results: &[ScenarioResult]) -> String {
+    let header = [
+        "scenario",
+        "stack",
+        "takeover",
+        "outage (fault)",
+        "outage (heal)",
+        "failed / requests",
+        "streams lost",
+        "converged",
+        "end state",
+    ];
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    let mut order: Vec<&str> = Vec::new();
+    for r in results {
+        if !order.contains(&r.scenario.name()) {
+            order.push(r.scenario.name());
+        }
+    }
+    for name in &order {
+        for r in results.iter().filter(|r| r.scenario.name() == *name) {
+            if let Some(why) = &r.skipped {
+                rows.push([
+                    (*name).to_owned(),
+                    r.stack.as_str().to_owned(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("skipped: {why}"),
+                ]);
+                continue;
+            }
+            rows.push([
+                (*name).to_owned(),
+                r.stack.as_str().to_owned(),
+                ms(r.takeover_ms),
+                format!("{:.0} ms", r.outage_ms),
+                format!("{:.0} ms", r.heal_outage_ms),
+                format!("{} / {}", r.failed, r.requests),
+                format!("{} / {}", r.streams_lost, r.streams),
+                ms(r.converge_ms),
+                if r.passed { "ok" } else { "WRONG" }.to_owned(),
+            ]);
+        }
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: &[String], out: &mut String| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(
+        &header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
+        &mut out,
+    );
+    line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+        &mut out,
+    );
+    for row in &rows {
+        line(row, &mut out);
+    }
+    let wrong: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            r.checks.iter().filter(|c| !c.ok).map(move |c| {
+                format!(
+                    "  {} {}: {} ({})",
+                    r.stack.as_str(),
+                    r.scenario.name(),
+                    c.what,
+                    c.detail
+                )
+            })
+        })
+        .collect();
+    if !wrong.is_empty() {
+        let _ = writeln!(out, "\nwrong end states:");
+        for w in wrong {
+            let _ = writeln!(out, "{w}");
+        }
+    }
+    out
+}
+
+/// The JSON report: `{results: [...]}`, every measurement, check and the timeline.
+pub fn json(results: &[ScenarioResult]) -> serde_json::Value {
+    serde_json::json!({
+        "passed": results.iter().all(|r| r.passed),
+        "results": results,
+    })
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn state_colour(state: &str) -> &'static str {
+    match state {
+        "running" => "#d9f2d9",
+        "unhealthy" => "#ffd27f",
+        "partitioned" => "#c9b3ff",
+        _ => "#f4a6a6", // killed, stopped, link down
+    }
+}
+
+/// The SVG timeline: one panel per scenario (and stack). In each: a tick
+/// per request at its start (green ok, red failed), a row per holder with
+/// the VIP (blue) over its condition, a row per plane with its condition;
+/// the fault and the heal as vertical lines.
+pub fn svg(results: &[ScenarioResult]) -> String {
+    const WIDTH: f64 = 960.0;
+    const LEFT: f64 = 110.0;
+    const RIGHT: f64 = 20.0;
+    const ROW: f64 = 18.0;
+    let plot = WIDTH - LEFT - RIGHT;
+    let panels: Vec<&ScenarioResult> = results.iter().filter(|r| r.skipped.is_none()).collect();
+    let mut body = String::new();
+    let mut y = 30.0;
+    for r in &panels {
+        let nodes: Vec<String> = {
+            let mut names: Vec<String> = r.holders.iter().map(|(h, _)| h.clone()).collect();
+            for e in &r.events {
+                if !names.contains(&e.node) {
+                    names.push(e.node.clone());
+                }
+            }
+            names
+        };
+        let rows = 2 + nodes.len();
+        let height = 34.0 + ROW * rows as f64 + 22.0;
+        let scale = |t: f64| LEFT + plot * (t / r.end_ms.max(1.0)).clamp(0.0, 1.0);
+        let _ = writeln!(body, r#"<g transform="translate(0,{y})">"#);
+        let _ = writeln!(
+            body,
+            r#"<text x="10" y="14" font-weight="bold">{} — {}: {} ({})</text>"#,
+            escape(r.stack.as_str()),
+            escape(r.scenario.name()),
+            escape(&r.description),
+            if r.passed {
+                "end state ok"
+            } else {
+                "end state WRONG"
+            }
+        );
+        let top = 24.0;
+        // Requests.
+        let _ = writeln!(
+            body,
+            r#"<text x="10" y="{}" font-size="11">requests</text>"#,
+            top + 13.0
+        );
+        for &(at, ok) in &r.requests_timeline {
+            let x = scale(at);
+            let (colour, y0, y1) = if ok {
+                ("#2e9e44", top + 8.0, top + 2.0 * ROW - 2.0)
+            } else {
+                ("#d62728", top + 2.0, top + 2.0 * ROW - 2.0)
+            };
+            let _ = writeln!(
+                body,
+                r#"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="{colour}" stroke-width="{}" />"#,
+                if ok { 0.4 } else { 1.2 }
+            );
+        }
+        // Nodes: condition band, VIP bar on top for holders.
+        for (i, node) in nodes.iter().enumerate() {
+            let ry = top + 2.0 * ROW + ROW * i as f64;
+            let _ = writeln!(
+                body,
+                r#"<text x="10" y="{}" font-size="11">{}</text>"#,
+                ry + 13.0,
+                escape(node)
+            );
+            let mut since = 0.0;
+            let mut state = "running".to_owned();
+            let mut changes: Vec<(f64, String)> = r
+                .events
+                .iter()
+                .filter(|e| &e.node == node)
+                .map(|e| (e.at_ms, e.state.clone()))
+                .collect();
+            changes.push((r.end_ms, String::new()));
+            for (at, next) in changes {
+                let (x0, x1) = (scale(since), scale(at));
+                let _ = writeln!(
+                    body,
+                    r#"<rect x="{x0:.1}" y="{}" width="{:.1}" height="{}" fill="{}"><title>{}</title></rect>"#,
+                    ry + 2.0,
+                    (x1 - x0).max(0.0),
+                    ROW - 4.0,
+                    state_colour(&state),
+                    escape(&state)
+                );
+                since = at;
+                state = next;
+            }
+            if let Some((_, spans)) = r.holders.iter().find(|(h, _)| h == node) {
+                for &(from, to) in spans {
+                    let (x0, x1) = (scale(from), scale(to));
+                    let _ = writeln!(
+                        body,
+                        r##"<rect x="{x0:.1}" y="{}" width="{:.1}" height="6" fill="#1f5fbf"><title>VIP {from:.0}-{to:.0} ms</title></rect>"##,
+                        ry + 6.0,
+                        (x1 - x0).max(1.0)
+                    );
+                }
+            }
+        }
+        // Fault and heal.
+        let bottom = top + ROW * rows as f64;
+        for (at, colour, label) in [
+            (r.fault_ms, "#d62728", "fault"),
+            (r.heal_ms, "#2e9e44", "heal"),
+        ] {
+            let x = scale(at);
+            let _ = writeln!(
+                body,
+                r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="{colour}" stroke-dasharray="4 3" /><text x="{:.1}" y="{}" font-size="10" fill="{colour}">{label}</text>"##,
+                x + 2.0,
+                bottom + 11.0
+            );
+        }
+        // Time axis: a tick per second.
+        let secs = (r.end_ms / 1000.0).floor() as u32;
+        for s in 0..=secs {
+            let x = scale(f64::from(s) * 1000.0);
+            let _ = writeln!(
+                body,
+                r##"<text x="{x:.1}" y="{}" font-size="9" fill="#666" text-anchor="middle">{s}s</text>"##,
+                bottom + 20.0
+            );
+        }
+        let _ = writeln!(body, "</g>");
+        y += height + 16.0;
+    }
+    let legend = r##"<g font-size="11"><rect x="10" y="6" width="10" height="10" fill="#2e9e44"/><text x="24" y="15">request ok</text><rect x="100" y="6" width="10" height="10" fill="#d62728"/><text x="114" y="15">request failed</text><rect x="210" y="6" width="10" height="10" fill="#1f5fbf"/><text x="224" y="15">holds the VIP</text><rect x="320" y="6" width="10" height="10" fill="#d9f2d9"/><text x="334" y="15">running</text><rect x="400" y="6" width="10" height="10" fill="#f4a6a6"/><text x="414" y="15">killed / stopped / link down</text><rect x="590" y="6" width="10" height="10" fill="#ffd27f"/><text x="604" y="15">unhealthy</text><rect x="680" y="6" width="10" height="10" fill="#c9b3ff"/><text x="694" y="15">partitioned</text></g>"##;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{y:.0}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{legend}\n{body}</svg>\n"
+    )
+}
