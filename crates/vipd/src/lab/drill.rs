@@ -172,10 +172,14 @@ pub struct ScenarioResult {
     pub takeover_ms: Option<f64>,
     /// Heal -> exactly one holder from then to the end.
     pub converge_ms: Option<f64>,
-    /// First failed request -> first successful one after the failures, from the fault to the heal.
+    /// Client-observed outage from the fault to the heal: each run of failed
+    /// requests from its first failure to the next success, summed.
     pub outage_ms: f64,
     /// The same from the heal to the end.
     pub heal_outage_ms: f64,
+    /// From the fault to the heal: first failed request -> first success
+    /// after the last failure (partial failures and blips included).
+    pub disrupted_ms: f64,
     pub requests: usize,
     pub failed: usize,
     pub failed_after_heal: usize,
@@ -425,6 +429,7 @@ impl Drill {
             converge_ms: None,
             outage_ms: 0.0,
             heal_outage_ms: 0.0,
+            disrupted_ms: 0.0,
             requests: 0,
             failed: 0,
             failed_after_heal: 0,
@@ -784,9 +789,12 @@ impl Drill {
                 } else {
                     vec![victim_plane.clone()]
                 };
+                // Answered before the heal: a connect started during the
+                // fault may complete after it (a SYN retransmitted then).
                 let late = window(late_fault, heal_ms);
                 let from_victims = late
                     .iter()
+                    .filter(|a| a.at_ms + a.took_ms < heal_ms)
                     .filter(|a| a.plane.as_ref().is_some_and(|p| victims.contains(p)))
                     .count();
                 check(
@@ -862,6 +870,7 @@ impl Drill {
             converge_ms,
             outage_ms: fail_spans,
             heal_outage_ms: heal_spans,
+            disrupted_ms: disrupted(&log.attempts, fault_ms - 2000.0, heal_ms),
             requests: log.attempts.len(),
             failed,
             failed_after_heal,
@@ -934,9 +943,33 @@ pub fn converged_since(holders: &[(String, Spans)], from: f64, end: f64) -> Opti
 }
 
 /// The client-observed outage of the requests started in `[from, to)`:
-/// from the first failed one to the first successful one started after the
-/// last failure (to `to` if none succeeded after it). 0 without failures.
+/// each run of failed requests (in start order) lasts from its first
+/// failure to the start of the first successful request after it (to `to`
+/// if none succeeded); the outage is the sum of the runs. 0 without failures.
 pub fn outage(attempts: &[Attempt], from: f64, to: f64) -> f64 {
+    let mut total = 0.0;
+    let mut run_start: Option<f64> = None;
+    for a in attempts.iter().filter(|a| a.at_ms >= from && a.at_ms < to) {
+        match (a.ok, run_start) {
+            (false, None) => run_start = Some(a.at_ms),
+            (true, Some(start)) => {
+                total += a.at_ms - start;
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = run_start {
+        total += to - start;
+    }
+    total
+}
+
+/// How long the requests started in `[from, to)` were disturbed: from the
+/// first failure to the first success after the last failure (to `to` if
+/// none). Unlike [`outage`] it spans partial failures (some requests fail,
+/// others do not) and separate blips. 0 without failures.
+pub fn disrupted(attempts: &[Attempt], from: f64, to: f64) -> f64 {
     let inside: Vec<&Attempt> = attempts
         .iter()
         .filter(|a| a.at_ms >= from && a.at_ms < to)
@@ -948,13 +981,11 @@ pub fn outage(attempts: &[Attempt], from: f64, to: f64) -> f64 {
         .iter()
         .rev()
         .find(|a| !a.ok)
-        .map(|a| a.at_ms)
-        .unwrap_or(first.at_ms);
-    let recovered = attempts
+        .map_or(first.at_ms, |a| a.at_ms);
+    let recovered = inside
         .iter()
         .find(|a| a.ok && a.at_ms > last_fail)
-        .map(|a| a.at_ms)
-        .unwrap_or(to);
+        .map_or(to, |a| a.at_ms);
     recovered - first.at_ms
 }
 
@@ -992,9 +1023,11 @@ mod tests {
             attempt(30.0, false),
             attempt(40.0, true),
         ];
-        assert_eq!(outage(&a, 0.0, 100.0), 30.0);
+        assert_eq!(outage(&a, 0.0, 100.0), 20.0);
         assert_eq!(outage(&a[..1], 0.0, 100.0), 0.0);
-        assert_eq!(outage(&a[..4], 0.0, 100.0), 90.0);
+        assert_eq!(outage(&a[..4], 0.0, 100.0), 80.0);
+        assert_eq!(disrupted(&a, 0.0, 100.0), 30.0);
+        assert_eq!(disrupted(&a[..4], 0.0, 100.0), 90.0);
     }
 
     #[test]

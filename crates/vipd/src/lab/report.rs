@@ -53,8 +53,8 @@ pub fn table(results: &[ScenarioResult]) -> String {
         "scenario",
         "stack",
         "takeover",
-        "outage (fault)",
-        "outage (heal)",
+        "outage fault / heal",
+        "disrupted",
         "failed / requests",
         "streams lost",
         "converged",
@@ -87,8 +87,8 @@ pub fn table(results: &[ScenarioResult]) -> String {
                 (*name).to_owned(),
                 r.stack.as_str().to_owned(),
                 ms(r.takeover_ms),
-                format!("{:.0} ms", r.outage_ms),
-                format!("{:.0} ms", r.heal_outage_ms),
+                format!("{:.0} / {:.0} ms", r.outage_ms, r.heal_outage_ms),
+                format!("{:.0} ms", r.disrupted_ms),
                 format!("{} / {}", r.failed, r.requests),
                 format!("{} / {}", r.streams_lost, r.streams),
                 ms(r.converge_ms),
@@ -215,18 +215,38 @@ pub fn svg(results: &[ScenarioResult]) -> String {
             r#"<text x="10" y="{}" font-size="11">requests</text>"#,
             top + 13.0
         );
+        // One column per pixel: green if a request started there
+        // succeeded, red over it if one failed.
+        let columns = plot.ceil() as usize + 1;
+        let mut ok_at = vec![0u32; columns];
+        let mut failed_at = vec![0u32; columns];
         for &(at, ok) in &r.requests_timeline {
-            let x = scale(at);
-            let (colour, y0, y1) = if ok {
-                ("#2e9e44", top + 8.0, top + 2.0 * ROW - 2.0)
+            let column = ((scale(at) - LEFT).max(0.0) as usize).min(columns - 1);
+            if ok {
+                ok_at[column] += 1;
             } else {
-                ("#d62728", top + 2.0, top + 2.0 * ROW - 2.0)
-            };
-            let _ = writeln!(
-                body,
-                r#"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="{colour}" stroke-width="{}" />"#,
-                if ok { 0.4 } else { 1.2 }
-            );
+                failed_at[column] += 1;
+            }
+        }
+        for column in 0..columns {
+            let x = LEFT + column as f64 + 0.5;
+            if ok_at[column] > 0 {
+                let _ = writeln!(
+                    body,
+                    r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#2e9e44" stroke-opacity="0.6" />"##,
+                    top + 8.0,
+                    top + 2.0 * ROW - 2.0
+                );
+            }
+            if failed_at[column] > 0 {
+                let _ = writeln!(
+                    body,
+                    r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#d62728" stroke-width="1.5"><title>{} failed</title></line>"##,
+                    top + 2.0,
+                    top + 2.0 * ROW - 2.0,
+                    failed_at[column]
+                );
+            }
         }
         // Nodes: condition band, VIP bar on top for holders.
         for (i, node) in nodes.iter().enumerate() {
