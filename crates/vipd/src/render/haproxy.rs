@@ -124,9 +124,21 @@ pub fn render(spec: &ClusterSpec, plan: &NodePlan) -> Result<String, String> {
             );
             let _ = writeln!(w, "    option allbackups");
         }
-        // One check setting per backend set: vipd's checks are per plane,
-        // and the planes share `[plane.health]` unless a node overrides it.
+        // HAProxy has one check kind, request and timeout per backend
+        // section; vipd's are per plane (`[nodes.plane.health]`).
         if let Some(first) = frontend.backends.first() {
+            let same = |b: &&Backend| {
+                b.check.kind == first.check.kind
+                    && b.check.path == first.check.path
+                    && b.check.timeout == first.check.timeout
+                    && b.check.server_name == first.check.server_name
+            };
+            if let Some(other) = frontend.backends.iter().find(|b| !same(b)) {
+                return Err(format!(
+                    "planes {} and {} have different health checks (kind, path, timeout or server_name in [nodes.plane.health]): HAProxy has one check per backend; give every plane the same, or keep vipd on this node",
+                    first.node, other.node
+                ));
+            }
             let check = &first.check;
             let _ = writeln!(w, "    timeout check {}", check.timeout);
             if check.kind == CheckKind::Https {
@@ -149,4 +161,63 @@ pub fn render(spec: &ClusterSpec, plan: &NodePlan) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn plan_of(text: &str, node: &str) -> (crate::config::ClusterSpec, crate::config::NodePlan) {
+        let checked = crate::config::check_text("t.toml", text, Path::new("t.toml"), None);
+        assert_eq!(checked.errors(), 0, "{}", checked.render());
+        let spec = checked.spec.unwrap();
+        let plan = spec.plan(node).unwrap();
+        (spec, plan)
+    }
+
+    const BASE: &str = r#"
+[cluster]
+name = "t"
+[vip]
+address = "198.18.0.100"
+interface = "eth0"
+vrid = 1
+[plane.health]
+kind = "tcp"
+[[nodes]]
+name = "lb"
+roles = ["vip"]
+address = "198.18.0.1"
+priority = 100
+[[nodes]]
+name = "cp-1"
+roles = ["plane"]
+address = "198.18.0.11"
+[[nodes]]
+name = "cp-2"
+roles = ["plane"]
+address = "198.18.0.12"
+"#;
+
+    #[test]
+    fn mixed_checks_are_refused_by_name() {
+        let text =
+            format!("{BASE}[nodes.plane.health]\nkind = \"https\"\ninsecure_skip_verify = true\n");
+        let (spec, plan) = plan_of(&text, "cp-1");
+        let error = super::render(&spec, &plan).unwrap_err();
+        assert!(error.contains("cp-1 and cp-2"), "{error}");
+    }
+
+    #[test]
+    fn a_dnat_holder_runs_no_haproxy() {
+        let (spec, plan) = plan_of(BASE, "lb");
+        let error = super::render(&spec, &plan).unwrap_err();
+        assert!(error.contains("vipd render nftables"), "{error}");
+        let text = super::render(&spec, &spec.plan("cp-2").unwrap()).unwrap();
+        assert!(
+            text.contains("server cp-1 198.18.0.11:6443 check inter"),
+            "{text}"
+        );
+        assert!(!text.contains("httpchk"), "{text}");
+    }
 }

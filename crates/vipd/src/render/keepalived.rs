@@ -211,7 +211,12 @@ pub fn render(
         "    garp_master_delay {}",
         whole_seconds(vrrp.announce.repeat_after.get())
     );
-    if vrrp.mode == VrrpMode::Unicast {
+    if vrrp.mode == VrrpMode::Unicast && vrrp.send_to.is_empty() {
+        let _ = writeln!(
+            w,
+            "    # unicast without peers: this is the only VIP holder (keepalived would fall back to multicast with an empty unicast_peer)"
+        );
+    } else if vrrp.mode == VrrpMode::Unicast {
         let _ = writeln!(w, "    unicast_src_ip {}", plan.address);
         let _ = writeln!(w, "    unicast_peer {{");
         for peer in &vrrp.send_to {
