@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 # iproute2 and nftables for the namespace tests and the datapath; keepalived
-# and haproxy are the peers vipd is tested and measured against.
-ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps
+# and haproxy are the peers vipd is tested and measured against (`vipd lab
+# --stack classic`, `keepalived -t` / `haproxy -c` of the rendered configs);
+# curl and bash are what rendered keepalived trackers run.
+ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps curl bash
 ensure_rust
 
 log "cargo fmt --check"

@@ -155,7 +155,8 @@ pub struct AllArgs {
     pub dir: DirArgs,
     #[command(flatten)]
     pub topology: TopologyArgs,
-    /// Which stack(s) to drill; `both` runs vipd then classic and reports them side by side.
+    /// Which stack(s) to drill; `both` runs vipd then classic and reports them
+    /// side by side (then only vipd's end states decide the exit status).
     #[arg(long, value_enum, default_value_t = StackChoice::Vipd)]
     pub stack: StackChoice,
     #[command(flatten)]
@@ -214,7 +215,10 @@ pub fn run(args: &LabArgs) -> ExitCode {
             }
             crate::lab::catch_interrupts();
             match drill(&a.dir.dir, &a.drill) {
-                Ok(results) => finish(&results, &a.drill),
+                Ok(results) => {
+                    let stacks: Vec<Stack> = results.iter().map(|r| r.stack).collect();
+                    finish(&results, &a.drill, &stacks)
+                }
                 Err(e) => fail(&e),
             }
         }
@@ -694,8 +698,10 @@ pub fn drill(dir: &Path, options: &DrillOptions) -> io::Result<Vec<ScenarioResul
     Ok(results)
 }
 
-/// Prints the report, writes the SVG; exit 1 if any scenario failed.
-fn finish(results: &[ScenarioResult], options: &DrillOptions) -> ExitCode {
+/// Prints the report, writes the SVG; exit 1 if a scenario of a judged
+/// stack ended in a wrong state. With `--stack both` only vipd is judged:
+/// the classic stack is the reference, its wrong end states are findings.
+fn finish(results: &[ScenarioResult], options: &DrillOptions, judged: &[Stack]) -> ExitCode {
     let svg = report::svg(results);
     let svg_ok = match state::write_atomic(&options.svg, svg.as_bytes()) {
         Ok(()) => true,
@@ -715,7 +721,11 @@ fn finish(results: &[ScenarioResult], options: &DrillOptions) -> ExitCode {
     if svg_ok {
         progress(&format!("timeline: {}", options.svg.display()));
     }
-    if results.iter().all(|r| r.passed) && svg_ok {
+    let passed = results
+        .iter()
+        .filter(|r| judged.contains(&r.stack))
+        .all(|r| r.passed);
+    if passed && svg_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -761,7 +771,11 @@ fn all(args: &AllArgs) -> ExitCode {
         }
     }
     let results = results.lock().map(|r| r.clone()).unwrap_or_default();
-    finish(&results, &args.drill)
+    let judged = match args.stack {
+        StackChoice::Both => vec![Stack::Vipd],
+        _ => stacks,
+    };
+    finish(&results, &args.drill, &judged)
 }
 
 /// `vipd lab apiserver`: the stand-in, until SIGTERM.

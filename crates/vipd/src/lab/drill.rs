@@ -185,6 +185,8 @@ pub struct ScenarioResult {
     pub failed_after_heal: usize,
     pub streams: usize,
     pub streams_lost: usize,
+    /// Failed requests by error (`connect timed out`, `HTTP 500`, ...).
+    pub failures: BTreeMap<String, usize>,
     pub checks: Vec<Check>,
     pub passed: bool,
     pub holders: Vec<(String, Spans)>,
@@ -435,6 +437,7 @@ impl Drill {
             failed_after_heal: 0,
             streams: 0,
             streams_lost: 0,
+            failures: BTreeMap::new(),
             checks: Vec::new(),
             passed: true,
             holders: Vec::new(),
@@ -858,6 +861,11 @@ impl Drill {
         let streams = log.streams.iter().filter(|s| s.plane.is_some()).count();
         let streams_lost = log.streams.iter().filter(|s| s.lost_ms.is_some()).count();
         let passed = checks.iter().all(|c| c.ok);
+        let mut failures = BTreeMap::new();
+        for a in log.attempts.iter().filter(|a| !a.ok) {
+            let error = a.error.clone().unwrap_or_else(|| "failed".to_owned());
+            *failures.entry(error).or_default() += 1;
+        }
         ScenarioResult {
             stack: self.stack(),
             scenario,
@@ -876,6 +884,7 @@ impl Drill {
             failed_after_heal,
             streams,
             streams_lost,
+            failures,
             checks,
             passed,
             holders,
