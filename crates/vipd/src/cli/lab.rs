@@ -756,10 +756,10 @@ fn all(args: &AllArgs) -> ExitCode {
             return fail(&e);
         }
         let outcome = drill(dir, &args.drill);
-        if !(args.keep && last) || crate::lab::interrupted() {
-            if let Err(e) = down(dir, false) {
-                eprintln!("error: {e}");
-            }
+        if (!(args.keep && last) || crate::lab::interrupted())
+            && let Err(e) = down(dir, false)
+        {
+            eprintln!("error: {e}");
         }
         match outcome {
             Ok(r) => {

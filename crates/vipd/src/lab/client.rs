@@ -364,15 +364,15 @@ async fn watch_stream(
     record
 }
 
+/// A holder's watch thread: the changes it saw, (ms, holds the VIP).
+type WatchThread = std::thread::JoinHandle<std::io::Result<Vec<(f64, bool)>>>;
+
 /// Watches the VIP on each holder: a thread per holder, inside its
 /// namespace, lists the addresses every `every` and notes each change.
 #[derive(Debug)]
 pub struct VipWatch {
     stop: Arc<AtomicBool>,
-    threads: Vec<(
-        String,
-        std::thread::JoinHandle<std::io::Result<Vec<(f64, bool)>>>,
-    )>,
+    threads: Vec<(String, WatchThread)>,
 }
 
 /// When the VIP was on one holder: (from ms, to ms).

@@ -22,7 +22,7 @@ use crate::config::spec::{CheckKind, ChecksumMode, ClusterSpec, VrrpMode};
 /// Seconds as keepalived reads them: an integer when whole, else a decimal.
 fn seconds(d: Duration) -> String {
     let micros = d.as_micros();
-    if micros % 1_000_000 == 0 {
+    if micros.is_multiple_of(1_000_000) {
         format!("{}", micros / 1_000_000)
     } else {
         let text = format!("{:.6}", d.as_secs_f64());
