@@ -228,23 +228,34 @@ pub fn svg(results: &[ScenarioResult]) -> String {
                 failed_at[column] += 1;
             }
         }
-        for column in 0..columns {
-            let x = LEFT + column as f64 + 0.5;
-            if ok_at[column] > 0 {
-                let _ = writeln!(
-                    body,
-                    r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#2e9e44" stroke-opacity="0.6" />"##,
-                    top + 8.0,
-                    top + 2.0 * ROW - 2.0
-                );
+        // Runs of columns with a success become one rectangle.
+        let mut column = 0;
+        while column < columns {
+            if ok_at[column] == 0 {
+                column += 1;
+                continue;
             }
-            if failed_at[column] > 0 {
+            let start = column;
+            while column < columns && ok_at[column] > 0 {
+                column += 1;
+            }
+            let _ = writeln!(
+                body,
+                r##"<rect x="{:.1}" y="{}" width="{}" height="{}" fill="#2e9e44" fill-opacity="0.6" />"##,
+                LEFT + start as f64,
+                top + 8.0,
+                column - start,
+                2.0 * ROW - 10.0
+            );
+        }
+        for (column, &failed) in failed_at.iter().enumerate() {
+            if failed > 0 {
+                let x = LEFT + column as f64 + 0.5;
                 let _ = writeln!(
                     body,
-                    r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#d62728" stroke-width="1.5"><title>{} failed</title></line>"##,
+                    r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#d62728" stroke-width="1.5"><title>{failed} failed</title></line>"##,
                     top + 2.0,
-                    top + 2.0 * ROW - 2.0,
-                    failed_at[column]
+                    top + 2.0 * ROW - 2.0
                 );
             }
         }
@@ -323,4 +334,91 @@ pub fn svg(results: &[ScenarioResult]) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{y:.0}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{legend}\n{body}</svg>\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::lab::client::ClientLog;
+    use crate::lab::drill::{Check, Event, Scenario};
+    use crate::lab::stack::Stack;
+
+    fn result(stack: Stack, passed: bool) -> ScenarioResult {
+        ScenarioResult {
+            stack,
+            scenario: Scenario::MasterKill,
+            description: Scenario::MasterKill.describe().into(),
+            skipped: None,
+            fault_ms: 1000.0,
+            heal_ms: 5000.0,
+            end_ms: 9000.0,
+            takeover_ms: Some(250.0),
+            converge_ms: Some(300.0),
+            outage_ms: 12.0,
+            heal_outage_ms: 0.0,
+            disrupted_ms: 12.0,
+            requests: 3,
+            failed: 1,
+            failed_after_heal: 0,
+            streams: 2,
+            streams_lost: 2,
+            failures: BTreeMap::from([("connect timed out".to_owned(), 1)]),
+            checks: vec![Check {
+                what: "exactly one VIP holder at the end: holder-1".into(),
+                ok: passed,
+                detail: "VIP on [\"holder-1\", \"holder-2\"]".into(),
+            }],
+            passed,
+            holders: vec![
+                ("holder-1".into(), vec![(0.0, 9000.0)]),
+                ("holder-2".into(), vec![(1250.0, 5300.0)]),
+            ],
+            events: vec![Event {
+                at_ms: 1000.0,
+                node: "holder-1".into(),
+                state: "killed".into(),
+            }],
+            requests_timeline: vec![(500.0, true), (1100.0, false), (1200.0, true)],
+            log: ClientLog::default(),
+        }
+    }
+
+    #[test]
+    fn the_table_puts_stacks_side_by_side_and_names_wrong_states() {
+        let text = table(&[result(Stack::Vipd, true), result(Stack::Classic, false)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("scenario"), "{text}");
+        assert!(
+            lines[2].contains("master-kill") && lines[2].contains("vipd"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("classic") && lines[3].contains("WRONG"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("250 ms") && lines[2].contains("1 / 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("classic master-kill: exactly one VIP holder"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_and_svg_carry_every_scenario() {
+        let results = [result(Stack::Vipd, true), result(Stack::Classic, false)];
+        let value = json(&results);
+        assert_eq!(value["passed"], false);
+        assert_eq!(value["results"][0]["scenario"], "master-kill");
+        assert_eq!(value["results"][1]["stack"], "classic");
+        let drawn = svg(&results);
+        assert!(drawn.starts_with("<svg") && drawn.trim_end().ends_with("</svg>"));
+        assert_eq!(drawn.matches("<g transform").count(), 2);
+        assert!(drawn.contains("1 failed"), "a failed request is drawn");
+        assert!(drawn.contains("end state WRONG"));
+    }
 }
