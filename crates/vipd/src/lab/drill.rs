@@ -412,10 +412,66 @@ impl Drill {
                     results.push(r);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The scenario could not run to its end: a failed
+                    // scenario, then the lab is put back for the next one.
+                    let mut r = self.skipped(scenario, String::new());
+                    r.skipped = None;
+                    r.passed = false;
+                    r.checks.push(Check {
+                        what: "the scenario ran to its end".into(),
+                        ok: false,
+                        detail: e.to_string(),
+                    });
+                    self.say(&super::report::progress_line(&r));
+                    results.push(r);
+                    self.unwind();
+                    self.repair();
+                    self.state.save(&self.dir)?;
+                }
             }
         }
         Ok(results)
+    }
+
+    /// Starts whatever should run and does not (after a scenario that
+    /// failed half-way): each node's daemons of the stack and its apiserver.
+    pub fn repair(&mut self) {
+        let stack = self.stack();
+        let paths = self.paths.clone();
+        let limit = self.exit_limit();
+        let names: Vec<String> = self.state.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in names {
+            let port = self.apiserver_port(&name);
+            let Some(node) = self.state.node_mut(&name) else {
+                continue;
+            };
+            let dead = |node: &super::state::NodeState, what: &str| {
+                node.pids
+                    .get(what)
+                    .is_none_or(|&pid| !stack::alive_in(pid, &node.namespace))
+            };
+            if node.has_role("plane") && dead(node, "apiserver") {
+                node.pids.remove("apiserver");
+                let _ = stack::start_apiserver(&paths, node, port);
+            }
+            if node.has_role("vip") && dead(node, stack::vip_daemon(stack)) {
+                node.pids.remove(stack::vip_daemon(stack));
+                if stack::wait_vip_daemon_gone(stack, node, limit) {
+                    let _ = stack::start_vip_daemon(&paths, stack, node);
+                }
+            }
+            if stack == Stack::Vipd && node.has_role("plane") && dead(node, "vipd") {
+                node.pids.remove("vipd");
+                let _ = stack::start_node(&paths, stack, node);
+            }
+        }
+    }
+
+    /// How long a stopped daemon may take to exit: its sessions' drain, and
+    /// some slack.
+    fn exit_limit(&self) -> Duration {
+        self.spec.proxy.drain_timeout.get() + Duration::from_secs(10)
     }
 
     fn skipped(&self, scenario: Scenario, why: String) -> ScenarioResult {
@@ -640,11 +696,13 @@ impl Drill {
     fn restart_vip_daemon(&mut self, holder: &str) -> io::Result<()> {
         let stack = self.stack();
         let paths = self.paths.clone();
+        let limit = self.exit_limit();
         let node = self.state.node_mut(holder).ok_or_else(no_node)?;
-        if !stack::wait_vip_daemon_gone(stack, node, Duration::from_secs(15)) {
+        if !stack::wait_vip_daemon_gone(stack, node, limit) {
             return Err(io::Error::other(format!(
-                "the {} of {holder} did not exit in 15 s",
-                stack::vip_daemon(stack)
+                "the {} of {holder} did not exit in {} s",
+                stack::vip_daemon(stack),
+                limit.as_secs()
             )));
         }
         stack::start_vip_daemon(&paths, stack, node)
@@ -710,6 +768,9 @@ impl Drill {
             let ns = Netns::existing(&node.namespace);
             let _ = ns.ip(&["link", "set", "eth0", "up"]);
             let _ = run_ok(&ns, "nft", &["delete", "table", "inet", PARTITION_TABLE]);
+            if let Some(&pid) = node.pids.get("apiserver") {
+                stack::signal_in(pid, &node.namespace, Signal::SIGUSR2);
+            }
         }
     }
 
