@@ -192,6 +192,44 @@ async fn run(
     ClientLog { attempts, streams }
 }
 
+/// One `GET /readyz` to `target` from inside `ns`, with the lab CA:
+/// whether it answered 200 (within 2 s).
+pub fn probe_once(ns: &Netns, target: SocketAddr, ca_file: &std::path::Path) -> bool {
+    let Ok(tls) = crate::health::tls::client_config(Some(ca_file)) else {
+        return false;
+    };
+    let config = ClientConfig {
+        target,
+        sources: Vec::new(),
+        ca_file: ca_file.to_owned(),
+        every: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        streams: 0,
+        stall: Duration::from_secs(2),
+        limit: Duration::from_secs(2),
+    };
+    ns.enter(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return false;
+        };
+        runtime.block_on(async {
+            matches!(
+                tokio::time::timeout(
+                    config.request_timeout,
+                    request(&config, &TlsConnector::from(tls), None, "/readyz"),
+                )
+                .await,
+                Ok(Ok((200, _)))
+            )
+        })
+    })
+    .unwrap_or(false)
+}
+
 async fn connect(
     config: &ClientConfig,
     tls: &TlsConnector,

@@ -351,42 +351,59 @@ impl Drill {
     }
 
     /// Waits (bounded) for the initial state: the top holder alone has the
-    /// VIP, and a burst of requests all succeed, every plane answering.
+    /// VIP, every plane's apiserver answers /readyz (asked directly), and a
+    /// burst of requests through the VIP all succeed. (Which planes answer
+    /// through the VIP is not required: with least-conn balancing, sessions
+    /// a fault left half-open skew the choice until keepalive ends them.)
     pub fn wait_baseline(&mut self, limit: Duration) -> io::Result<()> {
         let deadline = Instant::now() + limit;
         let top = self.top_holder();
         let planes = self.planes();
+        let ca = self.dir.join("ca.crt");
         let mut last = String::new();
+        let started = Instant::now();
+        let mut told = false;
         while Instant::now() < deadline {
+            if !told && started.elapsed() > Duration::from_secs(10) {
+                told = true;
+                let line = format!("still waiting for the initial state: {last}");
+                self.say(&line);
+            }
             if super::interrupted() {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
             }
             let holders = self.current_holders();
-            if top.as_ref().is_some_and(|t| holders == [t.clone()]) {
+            let unhealthy: Vec<&String> = planes
+                .iter()
+                .filter(|p| {
+                    let address = self.state.node(p).map(|n| n.address);
+                    !address.is_some_and(|a| {
+                        super::client::probe_once(
+                            &self.worker(),
+                            SocketAddr::new(a, self.apiserver_port(p)),
+                            &ca,
+                        )
+                    })
+                })
+                .collect();
+            if !top.as_ref().is_some_and(|t| holders == [t.clone()]) {
+                last = format!("VIP holders {holders:?}, expected only {top:?}");
+            } else if !unhealthy.is_empty() {
+                last = format!("apiservers not answering: {unhealthy:?}");
+            } else {
                 let mut config = self.client_config(0, Duration::from_secs(5));
                 config.every = Duration::from_millis(15);
                 let client = Client::start(&self.worker(), Instant::now(), config)?;
                 std::thread::sleep(Duration::from_millis(700));
                 let log = client.finish()?;
                 let failed = log.attempts.iter().filter(|a| !a.ok).count();
-                let answered: std::collections::BTreeSet<&str> = log
-                    .attempts
-                    .iter()
-                    .filter(|a| a.ok)
-                    .filter_map(|a| a.plane.as_deref())
-                    .collect();
-                if failed == 0
-                    && !log.attempts.is_empty()
-                    && planes.iter().all(|p| answered.contains(p.as_str()))
-                {
+                if failed == 0 && !log.attempts.is_empty() {
                     return Ok(());
                 }
                 last = format!(
-                    "{failed} of {} requests failed, planes answering: {answered:?}",
+                    "{failed} of {} requests through the VIP failed",
                     log.attempts.len()
                 );
-            } else {
-                last = format!("VIP holders {holders:?}, expected only {top:?}");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
