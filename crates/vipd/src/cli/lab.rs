@@ -479,7 +479,7 @@ fn build(dir: &Path, state: &mut LabState, counts: Counts, datapath: Datapath) -
     );
     drill.wait_baseline(Duration::from_secs(60))?;
     progress(&format!(
-        "lab {}: ready: VIP {} on {}, every plane answering",
+        "lab {}: ready: VIP {} on {}, every apiserver answering",
         state.run_id,
         spec.vip.address,
         drill.current_holders().join(", ")
