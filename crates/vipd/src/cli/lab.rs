@@ -745,6 +745,7 @@ fn all(args: &AllArgs) -> ExitCode {
     };
     let dir = &args.dir.dir;
     let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut failure = None;
     for (i, stack) in stacks.iter().enumerate() {
         let last = i + 1 == stacks.len();
         if let Err(e) = up(
@@ -753,7 +754,8 @@ fn all(args: &AllArgs) -> ExitCode {
             args.topology.datapath.into(),
             *stack,
         ) {
-            return fail(&e);
+            failure = Some(e);
+            break;
         }
         let outcome = drill(dir, &args.drill);
         if (!(args.keep && last) || crate::lab::interrupted())
@@ -767,8 +769,19 @@ fn all(args: &AllArgs) -> ExitCode {
                     all.extend(r);
                 }
             }
-            Err(e) => return fail(&e),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
         }
+    }
+    if let Some(e) = failure {
+        // What was measured before the failure is still reported.
+        let partial = results.lock().map(|r| r.clone()).unwrap_or_default();
+        if !partial.is_empty() {
+            let _ = finish(&partial, &args.drill, &[]);
+        }
+        return fail(&e);
     }
     let results = results.lock().map(|r| r.clone()).unwrap_or_default();
     let judged = match args.stack {
