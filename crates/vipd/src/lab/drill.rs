@@ -386,7 +386,7 @@ impl Drill {
                     })
                 })
                 .collect();
-            if !top.as_ref().is_some_and(|t| holders == [t.clone()]) {
+            if top.as_ref().is_none_or(|t| holders != [t.clone()]) {
                 last = format!("VIP holders {holders:?}, expected only {top:?}");
             } else if !unhealthy.is_empty() {
                 last = format!("apiservers not answering: {unhealthy:?}");
