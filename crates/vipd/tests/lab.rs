@@ -283,3 +283,43 @@ fn ctrl_c_in_vipd_lab_cleans_up() {
     assert!(namespaces_of(&run_id).is_empty(), "namespaces left");
     assert!(!lab.dir.join("state.json").exists(), "state left");
 }
+
+#[test]
+fn a_killed_up_leaves_a_lab_that_up_refuses_and_down_removes() {
+    if !require_root("a_killed_up_leaves_a_lab_that_up_refuses_and_down_removes") {
+        return;
+    }
+    let lab = Lab::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args(["lab", "up", "--dir"])
+        .arg(&lab.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once its namespaces exist (or it finished: then it is a whole
+    // lab, which `up` refuses and `down` removes just the same).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(lab.dir.join("state.json")).is_ok_and(|s| s.contains("-hub")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let run_id = lab.run_id();
+    assert!(!namespaces_of(&run_id).is_empty(), "nothing was made");
+    let up = vipd(&["lab", "up"], &lab.dir);
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    assert!(
+        String::from_utf8_lossy(&up.stderr).contains("vipd lab down"),
+        "{}",
+        text(&up)
+    );
+    let down = vipd(&["lab", "down"], &lab.dir);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(namespaces_of(&run_id).is_empty(), "namespaces left");
+    assert!(!lab.dir.exists(), "the state directory was left");
+}
