@@ -190,6 +190,8 @@ pub struct ScenarioResult {
     pub checks: Vec<Check>,
     pub passed: bool,
     pub holders: Vec<(String, Spans)>,
+    /// Every plane, for the timeline (their conditions are in `events`).
+    pub planes: Vec<String>,
     pub events: Vec<Event>,
     /// Compact: (start ms, ok) per request.
     pub requests_timeline: Vec<(f64, bool)>,
@@ -514,6 +516,7 @@ impl Drill {
             checks: Vec::new(),
             passed: true,
             holders: Vec::new(),
+            planes: Vec::new(),
             events: Vec::new(),
             requests_timeline: Vec::new(),
             log: ClientLog::default(),
@@ -966,6 +969,7 @@ impl Drill {
             checks,
             passed,
             holders,
+            planes: self.planes(),
             events,
             requests_timeline: log.attempts.iter().map(|a| (a.at_ms, a.ok)).collect(),
             log,

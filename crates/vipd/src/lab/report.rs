@@ -185,6 +185,7 @@ pub fn svg(results: &[ScenarioResult]) -> String {
     for r in &panels {
         let nodes: Vec<String> = {
             let mut names: Vec<String> = r.holders.iter().map(|(h, _)| h.clone()).collect();
+            names.extend(r.planes.iter().cloned());
             for e in &r.events {
                 if !names.contains(&e.node) {
                     names.push(e.node.clone());
@@ -375,6 +376,7 @@ mod tests {
                 ("holder-1".into(), vec![(0.0, 9000.0)]),
                 ("holder-2".into(), vec![(1250.0, 5300.0)]),
             ],
+            planes: vec!["plane-1".into()],
             events: vec![Event {
                 at_ms: 1000.0,
                 node: "holder-1".into(),
@@ -420,5 +422,6 @@ mod tests {
         assert_eq!(drawn.matches("<g transform").count(), 2);
         assert!(drawn.contains("1 failed"), "a failed request is drawn");
         assert!(drawn.contains("end state WRONG"));
+        assert!(drawn.contains(">plane-1</text>"), "every plane has a row");
     }
 }
