@@ -88,7 +88,7 @@ fn drill(lab: &Lab, scenarios: &[&str]) -> (serde_json::Value, Output) {
         "lab",
         "drill",
         "--observe",
-        "2500ms",
+        "3s",
         "--settle",
         "4s",
         "--json",
