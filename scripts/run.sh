@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The main job, until `vipd lab` lands: build vipd, check the example HA
-# cluster, and show what one of its VIP holders would run.
+# The main job: build vipd, then `vipd lab`: a whole HA cluster in network
+# namespaces on this machine (2 VIP holders, 3 planes, 1 worker), every
+# failure drill under load, for vipd and for keepalived + HAProxy side by
+# side, the report, and the lab removed again. Needs root for the
+# namespaces (it uses sudo when not root). Extra arguments go to `vipd lab`
+# (e.g. `--stack vipd`, `--scenario master-kill`, `--json`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-ensure_packages ca-certificates gcc libc6-dev
+ensure_packages ca-certificates gcc libc6-dev iproute2 nftables keepalived haproxy procps
 ensure_rust
 log "building vipd (release)"
 cargo build --release --locked --quiet
-log "vipd check -c examples/ha.toml"
-./target/release/vipd check -c examples/ha.toml
-log "vipd config show -c examples/ha.toml --node lb-a"
-./target/release/vipd config show -c examples/ha.toml --node lb-a
+log "vipd check -c examples/lab.toml"
+./target/release/vipd check -c examples/lab.toml
+if [ $# -eq 0 ]; then
+  set -- --stack both
+fi
+log "vipd lab $*"
+as_root ./target/release/vipd lab "$@"

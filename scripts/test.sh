@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 # (named-checkzone) read what `vipd render` writes. systemd for
 # `systemd-analyze verify` of the unit; dpkg-dev, binutils and lintian for
 # the package; ansible-core and ansible-lint (Debian's) for the role; age
-# for the vault's interoperability test (tests/vault.rs).
+# for the vault's interoperability test (tests/vault.rs); curl and bash are
+# what rendered keepalived trackers run (`vipd lab --stack classic`).
 ensure_packages ca-certificates gcc g++ libc6-dev iproute2 nftables keepalived haproxy procps \
   wireguard-tools wireguard-go bind9-utils \
-  systemd dpkg-dev binutils lintian ansible-core ansible-lint age
+  systemd dpkg-dev binutils lintian ansible-core ansible-lint age curl bash
 ensure_rust
 
 log "cargo fmt --check"

@@ -4,6 +4,7 @@
 mod check;
 mod generate;
 mod import;
+mod lab;
 mod render;
 mod run;
 mod show;
@@ -122,6 +123,16 @@ pub enum Command {
     /// Import an existing setup into a cluster file and a vault.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// A whole HA cluster in network namespaces on this machine, with failure drills (root).
+    ///
+    /// `vipd lab` alone builds the lab (2 VIP holders, 3 planes with
+    /// stand-in kube-apiservers, 1 worker, from examples/lab.toml), runs
+    /// every drill scenario under load, prints the report (a table, `--json`,
+    /// an SVG timeline) and removes the lab; `--stack classic` drills
+    /// keepalived + HAProxy configured by `vipd render`, `--stack both` the
+    /// two side by side. The steps run one by one with `up`, `drill`,
+    /// `status` and `down`. Exits 1 when a scenario ends in a wrong state.
+    Lab(lab::LabArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +309,28 @@ pub enum RenderCommand {
     /// system-node-critical. A static Pod runs only once the kubelet runs:
     /// see docs/operations.md for what that means for `kubeadm init`.
     StaticPod(render::StaticPodArgs),
+    /// keepalived.conf for a VIP holder: the same VRRP instance vipd runs.
+    ///
+    /// For the classic stack and for a gradual migration (a keepalived
+    /// holder and a vipd holder of one file join one virtual router). The
+    /// PASS password is printed only with `--show-secrets`. Check it with
+    /// `keepalived -t -f FILE`.
+    Keepalived(RenderSecretArgs),
+    /// haproxy.cfg for a node that runs a proxy: TCP frontends with
+    /// health-checked kube-apiserver backends, as vipd would run them.
+    ///
+    /// Planes, VIP holders with `api.datapath = "proxy"` and workers with
+    /// `[proxy] worker_local`. Check it with `haproxy -c -f FILE`.
+    Haproxy(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderSecretArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Print secret values (the VRRP password) instead of a placeholder.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +381,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Generate(command) => generate::run(&command),
         Command::Vault(args) => vault::run(&args),
         Command::Import(ImportCommand::Ansible(args)) => import::ansible(&args),
+        Command::Render(RenderCommand::Keepalived(args)) => render::keepalived(&args),
+        Command::Render(RenderCommand::Haproxy(args)) => render::haproxy(&args),
+        Command::Lab(args) => lab::run(&args),
     }
 }
 

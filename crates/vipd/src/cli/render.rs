@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use super::{ClusterArgs, NodeArgs, RenderArgs};
+use super::{ClusterArgs, NodeArgs, RenderArgs, RenderSecretArgs};
 use crate::config::NodePlan;
 use crate::config::spec::{Datapath, Role};
 use crate::nftables::ruleset;
@@ -207,6 +207,41 @@ pub fn wireguard(args: &WireguardArgs) -> ExitCode {
     };
     match wireguard::render(&loaded.spec, &plan, key) {
         Ok(text) => emit(&text, &args.output, value.is_some()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+/// `vipd render keepalived`: keepalived.conf for a VIP holder.
+pub fn keepalived(args: &RenderSecretArgs) -> ExitCode {
+    let (loaded, plan) = match super::load_node(&args.node) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    print_rendered(crate::render::keepalived::render(
+        &loaded.spec,
+        &plan,
+        loaded.secrets.as_ref(),
+        args.show_secrets,
+    ))
+}
+
+/// `vipd render haproxy`: haproxy.cfg for a node that runs a proxy.
+pub fn haproxy(args: &RenderArgs) -> ExitCode {
+    let (spec, plan) = match super::load_node_plan(&args.node) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    print_rendered(crate::render::haproxy::render(&spec, &plan))
+}
+
+fn print_rendered(rendered: Result<String, String>) -> ExitCode {
+    match rendered {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

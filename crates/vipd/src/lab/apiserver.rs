@@ -41,7 +41,18 @@ impl StandIn {
     /// Serves on `listener` (already bound, so the caller chooses the
     /// namespace and address) with `tls`.
     pub fn serve(listener: TcpListener, tls: Arc<ServerConfig>) -> std::io::Result<Self> {
+        Self::serve_named(listener, tls, None)
+    }
+
+    /// [`Self::serve`], naming itself in an `X-Lab-Node` header of every
+    /// response, so a client learns which plane answered.
+    pub fn serve_named(
+        listener: TcpListener,
+        tls: Arc<ServerConfig>,
+        name: Option<String>,
+    ) -> std::io::Result<Self> {
         let address = listener.local_addr()?;
+        let name: Arc<str> = Arc::from(name.unwrap_or_default());
         let behaviour = Arc::new(AtomicU8::new(Behaviour::Healthy as u8));
         let shared = Arc::clone(&behaviour);
         let acceptor = TlsAcceptor::from(tls);
@@ -52,9 +63,10 @@ impl StandIn {
                 };
                 let acceptor = acceptor.clone();
                 let behaviour = Arc::clone(&shared);
+                let name = Arc::clone(&name);
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(stream).await {
-                        let _ = handle(tls, &behaviour).await;
+                        let _ = handle(tls, &behaviour, &name).await;
                     }
                 });
             }
@@ -95,7 +107,13 @@ impl Drop for StandIn {
 async fn handle<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut stream: S,
     behaviour: &AtomicU8,
+    name: &str,
 ) -> std::io::Result<()> {
+    let node_header = if name.is_empty() {
+        String::new()
+    } else {
+        format!("X-Lab-Node: {name}\r\n")
+    };
     let mut request = Vec::new();
     let mut chunk = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -126,7 +144,10 @@ async fn handle<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         ),
         "/watch" => {
             stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{node_header}Transfer-Encoding: chunked\r\n\r\n")
+                        .as_bytes(),
+                )
                 .await?;
             for i in 0u64.. {
                 let line = format!("event {i}\n");
@@ -141,7 +162,7 @@ async fn handle<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         _ => ("404 Not Found", "not found".to_owned()),
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n{node_header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;

@@ -62,7 +62,7 @@ fn ip(args: &[&str]) -> io::Result<()> {
 }
 
 /// The namespaces on this machine.
-fn list_namespaces() -> io::Result<Vec<String>> {
+pub fn list_namespaces() -> io::Result<Vec<String>> {
     let output = Command::new("ip").args(["netns", "list"]).output()?;
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -104,6 +104,13 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// A namespace made earlier (by a lab's `up`), by its full name.
+    pub fn existing(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -192,6 +199,27 @@ impl Topology {
             hub_ports: 0,
             children: Vec::new(),
         })
+    }
+
+    /// An empty topology whose names start with `run_id` (the lab's own
+    /// prefix, which [`reap_stale`] never touches). Nothing is reaped.
+    pub fn with_run_id(run_id: String) -> Self {
+        Self {
+            run_id,
+            namespaces: Vec::new(),
+            hub: None,
+            hub_ports: 0,
+            children: Vec::new(),
+        }
+    }
+
+    /// Disarms the guard: the namespaces and links stay after this value
+    /// is gone (the lab's `up` hands them to `down`). Processes started
+    /// with [`Self::spawn`] are left running.
+    pub fn keep(mut self) -> Vec<Netns> {
+        self.children.clear();
+        self.hub = None;
+        std::mem::take(&mut self.namespaces)
     }
 
     pub fn run_id(&self) -> &str {

@@ -6,9 +6,13 @@
 //! - [`wireguard`]: a node's wg-quick file, and the x25519 keys of `vipd wg`;
 //! - [`kubeadm`]: the ClusterConfiguration fragment with the VIP as endpoint;
 //! - [`dns`]: zone-file lines or /etc/hosts lines for the VIP and the nodes;
-//! - [`static_pod`]: a kubelet static Pod running `vipd run`.
+//! - [`static_pod`]: a kubelet static Pod running `vipd run`;
+//! - [`keepalived`]: keepalived.conf for a VIP holder (the classic stack, a gradual migration);
+//! - [`haproxy`]: haproxy.cfg for a node that runs a proxy.
 
 pub mod dns;
+pub mod haproxy;
+pub mod keepalived;
 pub mod kubeadm;
 pub mod static_pod;
 pub mod wireguard;

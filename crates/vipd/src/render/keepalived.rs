@@ -1,0 +1,303 @@
+//! keepalived.conf for one VIP holder, from its plan: what keepalived needs
+//! to run the same VRRP instance vipd would (same VRID, version, priority,
+//! interval, mode and peers, authentication, announcements, trackers and
+//! notify commands), so a keepalived node and a vipd node of one file join
+//! the same virtual router. For the lab's classic stack, and for operators
+//! who migrate one holder at a time.
+//!
+//! What keepalived does differently, said in the output where it matters:
+//! `state BACKUP` always (keepalived honours `state MASTER` only at priority
+//! 255), no designated-successor shortcut (RFC 5798 timers with Skew_Time),
+//! notify commands get keepalived's positional arguments rather than
+//! `VIPD_*` variables, and trackers become `vrrp_script`s run with curl or
+//! bash.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::config::Secrets;
+use crate::config::resolve::{HealthCheck, NodePlan};
+use crate::config::spec::{CheckKind, ChecksumMode, ClusterSpec, VrrpMode};
+
+/// Seconds as keepalived reads them: an integer when whole, else a decimal.
+fn seconds(d: Duration) -> String {
+    let micros = d.as_micros();
+    if micros.is_multiple_of(1_000_000) {
+        format!("{}", micros / 1_000_000)
+    } else {
+        let text = format!("{:.6}", d.as_secs_f64());
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// Whole seconds, rounded up (for keywords without fractions).
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// One word of a keepalived script line: quoted when it needs to be.
+fn word(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', ""))
+    }
+}
+
+fn command(argv: &[String]) -> String {
+    argv.iter().map(|a| word(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// The check a tracker runs, as a command line.
+fn tracker_script(target: std::net::SocketAddr, check: &HealthCheck) -> String {
+    let timeout = seconds(check.timeout.get());
+    match check.kind {
+        CheckKind::Tcp => format!("/bin/bash -c '</dev/tcp/{}/{}'", target.ip(), target.port()),
+        CheckKind::Https => {
+            let path = check.path.as_deref().unwrap_or("/readyz");
+            let host = check
+                .server_name
+                .clone()
+                .unwrap_or_else(|| target.ip().to_string());
+            let url_host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            let mut line = format!("/usr/bin/curl -sf -o /dev/null --max-time {timeout}");
+            if check.insecure_skip_verify {
+                line.push_str(" -k");
+            } else if let Some(ca) = &check.ca_file {
+                let _ = write!(line, " --cacert {}", word(&ca.display().to_string()));
+            }
+            if check.server_name.is_some() {
+                let ip = match target.ip() {
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    v4 => v4.to_string(),
+                };
+                let _ = write!(line, " --resolve {host}:{}:{ip}", target.port());
+            }
+            let _ = write!(line, " https://{url_host}:{}{path}", target.port());
+            line
+        }
+    }
+}
+
+/// keepalived.conf for `plan`'s VRRP instance. `secrets` supplies the PASS
+/// password, printed only with `show_secrets` (else a placeholder and a
+/// comment saying so). Errors name what keepalived cannot do.
+pub fn render(
+    spec: &ClusterSpec,
+    plan: &NodePlan,
+    secrets: Option<&Secrets>,
+    show_secrets: bool,
+) -> Result<String, String> {
+    let Some(vrrp) = &plan.vrrp else {
+        return Err(format!(
+            "node \"{}\" does not hold the VIP (its roles: {}): only a node with the `vip` role runs keepalived",
+            plan.node,
+            plan.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    if vrrp.checksum == Some(ChecksumMode::Rfc9568) {
+        return Err(
+            "vip.checksum = \"rfc9568\": keepalived 2.2 sends and expects the checksum with the IPv4 pseudo-header; set vip.checksum = \"keepalived\" for a group with keepalived in it"
+                .to_owned(),
+        );
+    }
+    if vrrp.version == 2 && vrrp.advert_interval.get().subsec_nanos() != 0 {
+        return Err(format!(
+            "vip.advert_interval = \"{}\": VRRPv2 (and keepalived with it) counts whole seconds; use version 3 for shorter intervals",
+            vrrp.advert_interval
+        ));
+    }
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "# keepalived.conf for node {} of cluster {}, generated by `vipd render keepalived`.",
+        plan.node, plan.cluster
+    );
+    let _ = writeln!(
+        w,
+        "# keepalived runs RFC 5798's timers (Skew_Time included) and starts as BACKUP."
+    );
+    let scripts: Vec<(String, &crate::config::resolve::TrackerPlan)> = vrrp
+        .trackers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let kind = match t.check {
+                crate::config::spec::TrackedCheck::Apiserver => "apiserver",
+                crate::config::spec::TrackedCheck::Proxy => "proxy",
+            };
+            (format!("vipd_track_{kind}_{i}"), t)
+        })
+        .collect();
+    let notify = &vrrp.notify;
+    let runs_scripts = !scripts.is_empty()
+        || [
+            &notify.master,
+            &notify.backup,
+            &notify.fault,
+            &notify.stop,
+            &notify.any,
+        ]
+        .iter()
+        .any(|n| n.is_some());
+    let _ = writeln!(w, "\nglobal_defs {{");
+    let _ = writeln!(w, "    router_id {}", plan.node);
+    let _ = writeln!(w, "    vrrp_version {}", vrrp.version);
+    let _ = writeln!(
+        w,
+        "    vrrp_garp_interval {}",
+        seconds(vrrp.announce.interval.get())
+    );
+    let _ = writeln!(
+        w,
+        "    vrrp_gna_interval {}",
+        seconds(vrrp.announce.interval.get())
+    );
+    if runs_scripts {
+        let _ = writeln!(w, "    enable_script_security");
+        let _ = writeln!(w, "    script_user root");
+    }
+    let _ = writeln!(w, "}}");
+    for (name, tracker) in &scripts {
+        let probe = &tracker.probe;
+        let _ = writeln!(w, "\nvrrp_script {name} {{");
+        let _ = writeln!(
+            w,
+            "    script \"{}\"",
+            tracker_script(tracker.target, probe)
+        );
+        let _ = writeln!(
+            w,
+            "    interval {}",
+            whole_seconds(probe.interval.get()).max(1)
+        );
+        let _ = writeln!(
+            w,
+            "    timeout {}",
+            whole_seconds(probe.timeout.get()).max(1)
+        );
+        let _ = writeln!(w, "    rise {}", probe.rise);
+        let _ = writeln!(w, "    fall {}", probe.fall);
+        let _ = writeln!(w, "    weight {}", tracker.weight);
+        let _ = writeln!(w, "}}");
+    }
+    let _ = writeln!(w, "\nvrrp_instance VI_{} {{", vrrp.vrid);
+    let _ = writeln!(w, "    state BACKUP");
+    let _ = writeln!(w, "    interface {}", vrrp.interface);
+    let _ = writeln!(w, "    virtual_router_id {}", vrrp.vrid);
+    let _ = writeln!(w, "    priority {}", vrrp.priority);
+    let _ = writeln!(w, "    advert_int {}", seconds(vrrp.advert_interval.get()));
+    if !vrrp.preempt {
+        let _ = writeln!(w, "    nopreempt");
+    } else if !vrrp.preempt_delay.get().is_zero() {
+        let _ = writeln!(w, "    preempt_delay {}", seconds(vrrp.preempt_delay.get()));
+    }
+    let _ = writeln!(w, "    garp_master_repeat {}", vrrp.announce.count);
+    let _ = writeln!(
+        w,
+        "    garp_master_delay {}",
+        whole_seconds(vrrp.announce.repeat_after.get())
+    );
+    if vrrp.mode == VrrpMode::Unicast && vrrp.send_to.is_empty() {
+        let _ = writeln!(
+            w,
+            "    # unicast without peers: this is the only VIP holder (keepalived would fall back to multicast with an empty unicast_peer)"
+        );
+    } else if vrrp.mode == VrrpMode::Unicast {
+        let _ = writeln!(w, "    unicast_src_ip {}", plan.address);
+        let _ = writeln!(w, "    unicast_peer {{");
+        for peer in &vrrp.send_to {
+            let _ = writeln!(w, "        {peer}");
+        }
+        let _ = writeln!(w, "    }}");
+    }
+    if let Some(name) = &vrrp.auth_pass_secret {
+        let value = secrets.and_then(|s| s.get(name));
+        let _ = writeln!(w, "    authentication {{");
+        let _ = writeln!(w, "        auth_type PASS");
+        match (value, show_secrets) {
+            (Some(value), true) => {
+                let _ = writeln!(w, "        auth_pass {}", value.expose());
+            }
+            (Some(_), false) => {
+                let _ = writeln!(
+                    w,
+                    "        # the value of secret \"{name}\": run with --show-secrets to print it"
+                );
+                let _ = writeln!(w, "        auth_pass REDACTED");
+            }
+            (None, _) => {
+                let _ = writeln!(
+                    w,
+                    "        # secret \"{name}\" is not in the secrets file: put its value here"
+                );
+                let _ = writeln!(w, "        auth_pass REDACTED");
+            }
+        }
+        let _ = writeln!(w, "    }}");
+    }
+    let _ = writeln!(w, "    virtual_ipaddress {{");
+    let _ = writeln!(w, "        {} dev {}", vrrp.vip, vrrp.interface);
+    let _ = writeln!(w, "    }}");
+    if !scripts.is_empty() {
+        let _ = writeln!(w, "    track_script {{");
+        for (name, _) in &scripts {
+            let _ = writeln!(w, "        {name}");
+        }
+        let _ = writeln!(w, "    }}");
+    }
+    let notifies = [
+        ("notify_master", &notify.master),
+        ("notify_backup", &notify.backup),
+        ("notify_fault", &notify.fault),
+        ("notify_stop", &notify.stop),
+        ("notify", &notify.any),
+    ];
+    if notifies.iter().any(|(_, n)| n.is_some()) {
+        let _ = writeln!(
+            w,
+            "    # keepalived passes its own arguments (type, name, state, priority), not VIPD_* variables"
+        );
+    }
+    for (keyword, argv) in notifies {
+        if let Some(argv) = argv {
+            let _ = writeln!(w, "    {keyword} \"{}\"", command(argv));
+        }
+    }
+    let _ = writeln!(w, "}}");
+    let _ = spec;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_written_as_keepalived_reads_them() {
+        assert_eq!(seconds(Duration::from_secs(1)), "1");
+        assert_eq!(seconds(Duration::from_millis(100)), "0.1");
+        assert_eq!(seconds(Duration::from_millis(10)), "0.01");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5");
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+    }
+
+    #[test]
+    fn words_are_quoted_when_needed() {
+        assert_eq!(word("/usr/bin/logger"), "/usr/bin/logger");
+        assert_eq!(word("a b"), "'a b'");
+    }
+}
