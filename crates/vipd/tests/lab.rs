@@ -173,6 +173,7 @@ fn vipd_stack_up_drill_down() {
             "master-stop",
             "plane-kill",
             "holder-partition",
+            "config-reload",
         ],
     );
     assert_passed(&report, &output, &lab);
@@ -187,6 +188,10 @@ fn vipd_stack_up_drill_down() {
     assert!(ms(plane, "outage_ms") < 3000.0, "{plane}");
     let partition = result(&report, "holder-partition");
     assert!(ms(partition, "converge_ms") < 5000.0, "{partition}");
+    // Reloads under load: its own checks (no request failed, no stream
+    // lost, the master stayed master) are in the end state asserted above.
+    let reload = result(&report, "config-reload");
+    assert_eq!(reload["failed"], 0, "{reload}");
 
     let down = vipd(&["lab", "down"], &lab.dir);
     assert!(down.status.success(), "{}", text(&down));

@@ -61,10 +61,15 @@ pub enum Scenario {
     PlanesDownButOne,
     /// The two top VIP holders cannot hear each other; heal: they can.
     HolderPartition,
+    /// Every daemon reloads an edited cluster file under load (vipd: the
+    /// master's priority and the proxies' settings change, `vipd reload`
+    /// on every node; classic: keepalived SIGHUP, HAProxy `-sf`); heal: the
+    /// original file, reloaded again.
+    ConfigReload,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::MasterKill,
         Scenario::MasterStop,
         Scenario::MasterLinkDown,
@@ -74,6 +79,7 @@ impl Scenario {
         Scenario::PlaneLinkDown,
         Scenario::PlanesDownButOne,
         Scenario::HolderPartition,
+        Scenario::ConfigReload,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +93,7 @@ impl Scenario {
             Scenario::PlaneLinkDown => "plane-link-down",
             Scenario::PlanesDownButOne => "planes-down-but-one",
             Scenario::HolderPartition => "holder-partition",
+            Scenario::ConfigReload => "config-reload",
         }
     }
 
@@ -101,6 +108,9 @@ impl Scenario {
             Scenario::PlaneLinkDown => "plane-1's link down, then up",
             Scenario::PlanesDownButOne => "every plane's link but the last down, then up",
             Scenario::HolderPartition => "holder-1 and holder-2 partitioned, then healed",
+            Scenario::ConfigReload => {
+                "every daemon reloads an edited cluster file under load, then the original"
+            }
         }
     }
 
@@ -226,6 +236,8 @@ enum Applied {
     Unhealthy(String),
     ApiserverDown(String),
     Partition(String, String),
+    /// The cluster file before the edit, to put back and reload.
+    Reloaded(String),
 }
 
 const PARTITION_TABLE: &str = "vipd_lab_partition";
@@ -671,6 +683,13 @@ impl Drill {
                 }
                 Applied::LinksDown(planes)
             }
+            Scenario::ConfigReload => {
+                let original = std::fs::read_to_string(self.paths.cluster())?;
+                let edited = edited_cluster(&original, &master)?;
+                std::fs::write(self.paths.cluster(), edited)?;
+                self.reload_all(epoch, events)?;
+                Applied::Reloaded(original)
+            }
             Scenario::HolderPartition => {
                 let other = self.second_holder().ok_or_else(no_node)?;
                 let addr = |n: &str| {
@@ -759,6 +778,10 @@ impl Drill {
                 stack::start_apiserver(&paths, node, port)?;
                 Self::event(events, epoch, &plane, "running");
             }
+            Applied::Reloaded(original) => {
+                std::fs::write(self.paths.cluster(), original)?;
+                self.reload_all(epoch, events)?;
+            }
             Applied::Partition(a, b) => {
                 for here in [&a, &b] {
                     let _ = run_ok(
@@ -768,6 +791,40 @@ impl Drill {
                     );
                     Self::event(events, epoch, here, "running");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads every daemon of the stack, one node after the other (as an
+    /// operator's `systemctl reload` loop would).
+    fn reload_all(&mut self, epoch: Instant, events: &mut Vec<Event>) -> io::Result<()> {
+        let stack = self.stack();
+        let names: Vec<String> = self.state.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in names {
+            let paths = self.paths.clone();
+            let node = self.state.node_mut(&name).ok_or_else(no_node)?;
+            let reloaded = match stack {
+                Stack::Vipd => {
+                    if !node.pids.contains_key("vipd") {
+                        continue;
+                    }
+                    let out = std::process::Command::new(&paths.vipd)
+                        .args(["reload", "--socket"])
+                        .arg(paths.socket(&name))
+                        .output()?;
+                    if !out.status.success() {
+                        return Err(io::Error::other(format!(
+                            "vipd reload on {name}: {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )));
+                    }
+                    true
+                }
+                Stack::Classic => stack::reload_classic(&paths, node)?,
+            };
+            if reloaded {
+                Self::event(events, epoch, &name, "reloaded");
             }
         }
         Ok(())
@@ -862,6 +919,31 @@ impl Drill {
                 check("client served during the fault".into(), ok, detail);
             }
             Scenario::MasterRestart | Scenario::HolderPartition => {}
+            Scenario::ConfigReload => {
+                let failed = window(fault_ms - 1.0, end_ms)
+                    .iter()
+                    .filter(|a| !a.ok)
+                    .count();
+                check(
+                    "no request failed across both reloads".into(),
+                    failed == 0,
+                    format!("{failed} failed"),
+                );
+                let lost = log.streams.iter().filter(|s| s.lost_ms.is_some()).count();
+                check(
+                    "no long-lived stream lost".into(),
+                    lost == 0,
+                    format!("{lost} lost"),
+                );
+                check(
+                    format!("{master} stayed master through both reloads"),
+                    holders
+                        .iter()
+                        .filter(|(h, _)| *h != master)
+                        .all(|(_, spans)| spans.iter().all(|(_, to)| *to <= fault_ms)),
+                    format!("VIP on {at_heal:?} before the heal"),
+                );
+            }
             Scenario::PlaneUnhealthy
             | Scenario::PlaneKill
             | Scenario::PlaneLinkDown
@@ -975,6 +1057,32 @@ impl Drill {
             log,
         }
     }
+}
+
+/// The lab's cluster file with what a reload should change in place: the
+/// master's priority one higher, the proxies' connect timeout and idle
+/// timeout, the planes' health-check interval.
+fn edited_cluster(original: &str, master: &str) -> io::Result<String> {
+    let mut table: toml::Table = original
+        .parse()
+        .map_err(|e| io::Error::other(format!("the lab's cluster file: {e}")))?;
+    let proxy = table
+        .entry("proxy")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(proxy) = proxy.as_table_mut() {
+        proxy.insert("connect_timeout".into(), "900ms".into());
+        proxy.insert("idle_timeout".into(), "2h".into());
+    }
+    if let Some(nodes) = table.get_mut("nodes").and_then(|n| n.as_array_mut()) {
+        for node in nodes.iter_mut().filter_map(|n| n.as_table_mut()) {
+            if node.get("name").and_then(|n| n.as_str()) == Some(master)
+                && let Some(priority) = node.get("priority").and_then(|p| p.as_integer())
+            {
+                node.insert("priority".into(), (priority + 1).into());
+            }
+        }
+    }
+    toml::to_string(&table).map_err(|e| io::Error::other(e.to_string()))
 }
 
 fn no_node() -> io::Error {

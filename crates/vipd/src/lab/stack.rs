@@ -308,6 +308,32 @@ pub fn start_keepalived(paths: &Paths, node: &mut NodeState) -> io::Result<()> {
 }
 
 /// The VIP daemon of a holder: `vipd` or `keepalived`.
+/// Reloads a node's classic daemons the way their packages do: keepalived
+/// re-reads its file on SIGHUP; HAProxy starts a new process that takes
+/// the listeners and tells the old one to finish its sessions (`-sf`).
+/// Returns whether the node runs any.
+pub fn reload_classic(paths: &Paths, node: &mut NodeState) -> io::Result<bool> {
+    let mut reloaded = false;
+    if let Some(&pid) = node.pids.get("keepalived") {
+        reloaded |= signal_in(pid, &node.namespace, Signal::SIGHUP);
+    }
+    if let Some(&old) = node.pids.get("haproxy") {
+        let config = paths.classic().join(format!("{}.haproxy.cfg", node.name));
+        let args = vec![
+            "-db".to_owned(),
+            "-f".to_owned(),
+            config.display().to_string(),
+            "-sf".to_owned(),
+            old.to_string(),
+        ];
+        let log = log_path(&paths.dir, &node.name, "haproxy");
+        let pid = spawn_in(&node.namespace, Path::new("haproxy"), &args, &log, &[])?;
+        node.pids.insert("haproxy".into(), pid);
+        reloaded = true;
+    }
+    Ok(reloaded)
+}
+
 pub fn vip_daemon(stack: Stack) -> &'static str {
     match stack {
         Stack::Vipd => "vipd",
