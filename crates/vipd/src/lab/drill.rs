@@ -192,6 +192,9 @@ pub struct ScenarioResult {
     pub disrupted_ms: f64,
     pub requests: usize,
     pub failed: usize,
+    /// Failed requests whose TCP connect failed (refused, timed out); the
+    /// others failed after connecting (a reset mid-request, a timeout).
+    pub failed_connects: usize,
     pub failed_after_heal: usize,
     pub streams: usize,
     pub streams_lost: usize,
@@ -521,6 +524,7 @@ impl Drill {
             disrupted_ms: 0.0,
             requests: 0,
             failed: 0,
+            failed_connects: 0,
             failed_after_heal: 0,
             streams: 0,
             streams_lost: 0,
@@ -1016,6 +1020,11 @@ impl Drill {
         let fail_spans = outage(&log.attempts, fault_ms - 2000.0, heal_ms);
         let heal_spans = outage(&log.attempts, heal_ms, end_ms);
         let failed = log.attempts.iter().filter(|a| !a.ok).count();
+        let failed_connects = log
+            .attempts
+            .iter()
+            .filter(|a| !a.ok && a.error.as_deref().is_some_and(|e| e.starts_with("connect")))
+            .count();
         let failed_after_heal = log
             .attempts
             .iter()
@@ -1044,6 +1053,7 @@ impl Drill {
             disrupted_ms: disrupted(&log.attempts, fault_ms - 2000.0, heal_ms),
             requests: log.attempts.len(),
             failed,
+            failed_connects,
             failed_after_heal,
             streams,
             streams_lost,
