@@ -402,7 +402,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines[2].contains("250 ms") && lines[2].contains("1 / 3"),
+            lines[2].contains("250 ms") && lines[2].contains("1 (0) / 3"),
             "{text}"
         );
         assert!(
