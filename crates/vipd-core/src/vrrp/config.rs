@@ -86,6 +86,26 @@ impl Config {
         self.advert_interval.to_duration()
     }
 
+    /// The first field that differs in `new` among those that identify the
+    /// router on the wire, or `None`: what [`super::Instance::reconfigure`]
+    /// cannot change in place.
+    pub fn identity_change(&self, new: &Config) -> Option<&'static str> {
+        let owner = |c: &Config| c.priority == super::instance::PRIORITY_OWNER;
+        [
+            ("vrid", self.vrid != new.vrid),
+            ("version", self.version != new.version),
+            ("node address", self.primary_address != new.primary_address),
+            ("vip", self.virtual_addresses != new.virtual_addresses),
+            // The owner skips Backup entirely (§6.4.1): not a change to make live.
+            (
+                "address ownership (priority 255)",
+                owner(self) != owner(new),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(field, changed)| changed.then_some(field))
+    }
+
     /// Checks the rules the protocol imposes on a configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.vrid == 0 {

@@ -692,29 +692,11 @@ impl Instance {
     /// its tracker weights with [`Instance::set_priority`].
     pub fn reconfigure(&mut self, now: Timestamp, config: Config) -> Result<(), ReconfigureError> {
         config.validate().map_err(ReconfigureError::Invalid)?;
-        let old = &self.config;
-        let identity = [
-            ("vrid", old.vrid != config.vrid),
-            ("version", old.version != config.version),
-            (
-                "primary address",
-                old.primary_address != config.primary_address,
-            ),
-            (
-                "virtual addresses",
-                old.virtual_addresses != config.virtual_addresses,
-            ),
-            // The owner skips Backup entirely (§6.4.1): not a change to make live.
-            (
-                "address ownership (priority 255)",
-                (old.priority == PRIORITY_OWNER) != (config.priority == PRIORITY_OWNER),
-            ),
-        ];
-        if let Some((field, _)) = identity.iter().find(|(_, changed)| *changed) {
+        if let Some(field) = self.config.identity_change(&config) {
             return Err(ReconfigureError::NeedsRestart { field });
         }
-        let interval_changed = old.advert_interval != config.advert_interval;
-        let preempt_delay_changed = old.preempt_delay != config.preempt_delay;
+        let interval_changed = self.config.advert_interval != config.advert_interval;
+        let preempt_delay_changed = self.config.preempt_delay != config.preempt_delay;
         self.priority = config.priority;
         if preempt_delay_changed && now < self.preempt_allowed_from {
             // A delay still running is re-measured from now with the new length.

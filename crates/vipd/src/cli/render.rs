@@ -40,16 +40,7 @@ pub fn nftables(args: &RenderArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let healthy = vec![true; dnat.targets.len()];
-    match ruleset::replace_batch(dnat, &healthy) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    print_rendered(ruleset::replace_batch(dnat, &healthy).map_err(|e| e.to_string()))
 }
 
 /// The checked cluster file's plan for `args.node.node`, with the datapath it chose.

@@ -121,28 +121,14 @@ impl DriverConfig {
     /// The field whose change needs a new instance (socket, identity on
     /// the wire), if any; everything else is changed in place.
     pub fn restart_needed_for(&self, new: &DriverConfig) -> Option<&'static str> {
-        let (old_core, new_core) = (&self.core, &new.core);
         [
             ("interface", self.interface != new.interface),
             ("mode", self.mode != new.mode),
             ("prefix", self.prefix != new.prefix),
-            ("vrid", old_core.vrid != new_core.vrid),
-            ("version", old_core.version != new_core.version),
-            (
-                "node address",
-                old_core.primary_address != new_core.primary_address,
-            ),
-            (
-                "vip",
-                old_core.virtual_addresses != new_core.virtual_addresses,
-            ),
-            (
-                "address ownership (priority 255)",
-                (old_core.priority == 255) != (new_core.priority == 255),
-            ),
         ]
         .into_iter()
         .find_map(|(field, changed)| changed.then_some(field))
+        .or_else(|| self.core.identity_change(&new.core))
     }
 }
 
