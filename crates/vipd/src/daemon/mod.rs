@@ -33,7 +33,7 @@ use crate::api::{self, State};
 use crate::config::resolve::{DnatPlan, Frontend as FrontendPlan, NodePlan};
 use crate::config::spec::ClusterSpec;
 use crate::nftables::SharedDnatStatus;
-use crate::proxy::frontend::{self, Frontend, FrontendUpdate};
+use crate::proxy::frontend::{self, Frontend, FrontendUpdate, Listeners, Workers};
 use crate::vrrp::driver::{self, DriverConfig};
 use crate::vrrp::status::SharedVrrpStatus;
 
@@ -44,6 +44,8 @@ pub struct Options {
     pub node: String,
     pub secrets: Option<PathBuf>,
     pub socket: PathBuf,
+    /// The threads the proxy frontends' sessions run on.
+    pub workers: Arc<Workers>,
 }
 
 /// Called once everything is up (systemd's READY=1), and on each reload.
@@ -325,16 +327,21 @@ impl Daemon {
         format!("{what} #{}", self.next_id)
     }
 
-    fn bind(&self, plan: &FrontendPlan) -> anyhow::Result<tokio::net::TcpListener> {
+    fn bind(&self, plan: &FrontendPlan) -> anyhow::Result<Listeners> {
         let freebind = plan.listen.ip() == self.spec.vip.address;
         let backlog = i32::try_from(self.spec.proxy.max_connections)
             .unwrap_or(i32::MAX)
             .max(1024);
-        frontend::bind(plan.listen, backlog, freebind)
-            .with_context(|| format!("frontend {}", plan.name))
+        frontend::bind_shards(
+            plan.listen,
+            backlog,
+            freebind,
+            self.options.workers.listeners(),
+        )
+        .with_context(|| format!("frontend {}", plan.name))
     }
 
-    fn spawn_frontend(&mut self, plan: FrontendPlan, listener: tokio::net::TcpListener) {
+    fn spawn_frontend(&mut self, plan: FrontendPlan, listeners: Listeners) {
         let key = self.key(&format!("proxy {} {}", plan.name, plan.listen));
         let shared = Arc::new(Frontend::new(&plan, self.spec.proxy.balance));
         let config = FrontendUpdate {
@@ -344,8 +351,17 @@ impl Daemon {
         let (updates, updates_rx) = mpsc::channel(4);
         let (stop, stop_rx) = watch::channel(false);
         let (initial, task_shared) = (config.clone(), Arc::clone(&shared));
+        let workers = Arc::clone(&self.options.workers);
         let handle = self.spawn(key.clone(), async move {
-            frontend::serve(initial, listener, task_shared, updates_rx, stop_rx).await
+            frontend::serve(
+                initial,
+                listeners,
+                task_shared,
+                updates_rx,
+                stop_rx,
+                &workers,
+            )
+            .await
         });
         self.frontends.insert(
             plan.listen,
