@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv};
-use socket2::{SockRef, TcpKeepalive};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -94,7 +94,7 @@ async fn connect(
     let candidates = pool.candidates();
     let tried = candidates.len();
     for (attempt, backend) in candidates.into_iter().enumerate() {
-        let error = match tokio::time::timeout(timeout, TcpStream::connect(backend.address)).await {
+        let error = match tokio::time::timeout(timeout, connect_to(backend.address)).await {
             Ok(Ok(stream)) => return Ok((stream, backend, attempt)),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {timeout:?}"),
@@ -103,6 +103,32 @@ async fn connect(
         debug!(backend = %backend.name, address = %backend.address, %error, "connect failed, trying the next backend");
     }
     Err(SessionError::NoBackend { tried })
+}
+
+/// A connection to `address` with TCP_NODELAY. The outcome of the
+/// non-blocking connect is read from the readiness epoll reports (a failed
+/// connect raises EPOLLERR/EPOLLHUP), so a connect that succeeds costs no
+/// `getsockopt(SO_ERROR)`.
+async fn connect_to(address: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&address.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(Errno::EINPROGRESS as i32) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    let ready = stream.ready(Interest::WRITABLE).await?;
+    if ready.is_write_closed() || !ready.is_writable() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused)));
+    }
+    Ok(stream)
 }
 
 /// Serves one accepted client to the end.
@@ -116,9 +142,8 @@ pub async fn serve(
     let _session = backend.open_session();
     // The client side inherited TCP_NODELAY and keepalive from the
     // listener (Linux copies them to accepted sockets). The backend side
-    // gets TCP_NODELAY now and keepalive if the session lasts
-    // (KEEPALIVE_AFTER): one system call for a short session, not five.
-    server.set_nodelay(true)?;
+    // got TCP_NODELAY before its connect and gets keepalive if the session
+    // lasts (KEEPALIVE_AFTER): one system call for a short session, not five.
     if settings.proxy_protocol {
         let local_address = client.local_addr()?;
         server
@@ -253,7 +278,9 @@ impl Direction<'_> {
             if eof {
                 if self.one_done.swap(true, Ordering::AcqRel) {
                     // Both directions are done: closing the sockets (when
-                    // the session ends) sends both FINs, with no shutdown.
+                    // the session ends) sends the FIN, with no shutdown
+                    // (dropping a tokio write half would shut it down).
+                    self.to.forget();
                     return Ok(total);
                 }
                 // Half-close: FIN onward; a peer that already left is fine.
