@@ -806,3 +806,60 @@ async fn a_frontend_on_worker_threads_serves_and_stops() {
     assert!(TcpStream::connect(address).await.is_err());
     backend.stop();
 }
+
+/// A backend that answers and closes at once (an HTTP/1.0 server, a
+/// connection-per-request client): the answer and the FIN often arrive
+/// together, and the proxy ends the direction without a read that returns
+/// 0. Every byte still arrives, then the FIN; small and bulk answers, with
+/// splice and without.
+#[tokio::test]
+async fn an_answer_and_its_fin_arriving_together_are_both_passed_on() {
+    for splice in [true, false] {
+        for size in [2usize, 1000, 300_000] {
+            let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                for _ in 0..20 {
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    let mut request = [0u8; 4];
+                    if stream.read_exact(&mut request).await.is_err() {
+                        // The health checker's connection.
+                        continue;
+                    }
+                    let answer: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                    stream.write_all(&answer).await.unwrap();
+                    // Dropped: the FIN follows the answer at once.
+                }
+            });
+            let settings = ProxySection {
+                splice,
+                ..settings()
+            };
+            let p = proxy(&[("b1", address, false)], settings, 60_000).await;
+            for _ in 0..10 {
+                let mut client = TcpStream::connect(p.address).await.unwrap();
+                client.write_all(b"GET ").await.unwrap();
+                let mut answer = Vec::new();
+                tokio::time::timeout(BOUND, client.read_to_end(&mut answer))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(answer.len(), size, "splice {splice}");
+                assert!(
+                    answer
+                        .iter()
+                        .enumerate()
+                        .all(|(i, &b)| b == (i % 251) as u8),
+                    "splice {splice}, size {size}: bytes changed"
+                );
+            }
+            p.stop.send_replace(true);
+            tokio::time::timeout(BOUND, p.task)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            server.abort();
+        }
+    }
+}

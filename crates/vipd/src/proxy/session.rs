@@ -250,9 +250,11 @@ impl Direction<'_> {
         let idle_timer = tokio::time::sleep(first);
         tokio::pin!(idle_timer);
         loop {
-            tokio::select! {
+            let closed = tokio::select! {
                 biased;
-                ready = self.from.readable() => ready?,
+                // The peer's FIN already arrived (EPOLLRDHUP): once a read
+                // drains the queue, no byte can follow.
+                ready = self.from.as_ref().ready(Interest::READABLE) => ready?.is_read_closed(),
                 () = &mut idle_timer => {
                     if std::mem::take(&mut self.arm_keepalive) {
                         // A failure (the socket is closing) changes nothing.
@@ -267,8 +269,8 @@ impl Direction<'_> {
                     idle_timer.as_mut().reset(tokio::time::Instant::now() + (self.idle - quiet));
                     continue;
                 }
-            }
-            let (moved, eof) = self.forward_ready().await?;
+            };
+            let (moved, eof) = self.forward_ready(closed).await?;
             if moved > 0 {
                 total += moved;
                 self.counter.fetch_add(moved, Ordering::Relaxed);
@@ -297,7 +299,10 @@ impl Direction<'_> {
     /// to learn it. Bulk (a read that fills the buffer) goes on with
     /// splice(2), when enabled, until the source is empty. Returns the bytes
     /// moved and whether EOF came.
-    async fn forward_ready(&mut self) -> Result<(u64, bool), SessionError> {
+    ///
+    /// `closed`: the source's FIN had arrived before this round, so a read
+    /// that drains it is followed by EOF, without a read that returns 0.
+    async fn forward_ready(&mut self, closed: bool) -> Result<(u64, bool), SessionError> {
         if self.splice && self.bulk {
             return Ok(match splice::forward_ready(&self.from, &self.to).await? {
                 Moved::Bytes(n) => {
@@ -326,7 +331,7 @@ impl Direction<'_> {
             };
             total += moved;
             if drained {
-                return Ok((total, false));
+                return Ok((total, closed));
             }
             if self.splice {
                 self.bulk = true;
