@@ -706,3 +706,160 @@ async fn accepted_sockets_inherit_nodelay_and_keepalive() {
     );
     assert_eq!(socket.tcp_keepalive_retries().unwrap(), 6);
 }
+
+/// With several workers a frontend binds one socket per worker with
+/// SO_REUSEPORT; a port another program holds with SO_REUSEPORT (HAProxy
+/// sets it) is still refused instead of silently shared.
+#[tokio::test]
+async fn sharded_listeners_share_their_port_but_refuse_a_taken_one() {
+    let listeners = frontend::bind_shards(SocketAddr::new(LOCALHOST, 0), 16, false, 2).unwrap();
+    let address = listeners.local_addr().unwrap();
+    assert_ne!(address.port(), 0);
+    // Taken by our own shards: a third binder is refused.
+    let error = frontend::bind_shards(address, 16, false, 2).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("cannot listen on"),
+        "{error:#}"
+    );
+
+    let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    other.set_reuse_port(true).unwrap();
+    other.bind(&SocketAddr::new(LOCALHOST, 0).into()).unwrap();
+    other.listen(16).unwrap();
+    let taken = other.local_addr().unwrap().as_socket().unwrap();
+    let error = frontend::bind_shards(taken, 16, false, 2).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("cannot listen on"),
+        "{error:#}"
+    );
+}
+
+/// A frontend on two worker threads: the sessions of both listeners work,
+/// and a stop drains and ends both accept loops.
+#[tokio::test]
+async fn a_frontend_on_worker_threads_serves_and_stops() {
+    let backend = EchoBackend::start("one").await;
+    let plan = Frontend {
+        name: "workers",
+        listen: SocketAddr::new(LOCALHOST, 0),
+        backends: vec![Backend {
+            node: "one".to_owned(),
+            address: backend.address,
+            local: false,
+            check: tcp_check(1000),
+        }],
+    };
+    let workers = frontend::Workers::start(2).unwrap();
+    assert_eq!(workers.listeners(), 2);
+    let listeners = frontend::bind_shards(plan.listen, 128, false, workers.listeners()).unwrap();
+    let address = listeners.local_addr().unwrap();
+    let shared = Arc::new(vipd::proxy::frontend::Frontend::new(
+        &plan,
+        Balance::RoundRobin,
+    ));
+    let (_updates, updates_rx) = tokio::sync::mpsc::channel(1);
+    let (stop, stop_rx) = watch::channel(false);
+    let initial = frontend::FrontendUpdate {
+        plan,
+        settings: settings(),
+    };
+    let task_shared = Arc::clone(&shared);
+    let task = tokio::spawn(async move {
+        frontend::serve(
+            initial,
+            listeners,
+            task_shared,
+            updates_rx,
+            stop_rx,
+            &workers,
+        )
+        .await
+    });
+    // Enough connections that both listeners get some (the kernel hashes
+    // each connection to one of them).
+    for _ in 0..32 {
+        let mut client = tokio::time::timeout(BOUND, TcpStream::connect(address))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut hello = [0u8; 3];
+        tokio::time::timeout(BOUND, client.read_exact(&mut hello))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&hello, b"one");
+        client.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        tokio::time::timeout(BOUND, client.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&echo, b"ping");
+    }
+    assert_eq!(shared.stats.accepted.load(Ordering::Relaxed), 32);
+    stop.send_replace(true);
+    tokio::time::timeout(BOUND, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(address).await.is_err());
+    backend.stop();
+}
+
+/// A backend that answers and closes at once (an HTTP/1.0 server, a
+/// connection-per-request client): the answer and the FIN often arrive
+/// together, and the proxy ends the direction without a read that returns
+/// 0. Every byte still arrives, then the FIN; small and bulk answers, with
+/// splice and without.
+#[tokio::test]
+async fn an_answer_and_its_fin_arriving_together_are_both_passed_on() {
+    for splice in [true, false] {
+        for size in [2usize, 1000, 100_000] {
+            let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                for _ in 0..20 {
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    let mut request = [0u8; 4];
+                    if stream.read_exact(&mut request).await.is_err() {
+                        // The health checker's connection.
+                        continue;
+                    }
+                    let answer: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                    stream.write_all(&answer).await.unwrap();
+                    // Dropped: the FIN follows the answer at once.
+                }
+            });
+            let settings = ProxySection {
+                splice,
+                ..settings()
+            };
+            let p = proxy(&[("b1", address, false)], settings, 60_000).await;
+            for _ in 0..5 {
+                let mut client = TcpStream::connect(p.address).await.unwrap();
+                client.write_all(b"GET ").await.unwrap();
+                let mut answer = Vec::new();
+                tokio::time::timeout(BOUND, client.read_to_end(&mut answer))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(answer.len(), size, "splice {splice}");
+                assert!(
+                    answer
+                        .iter()
+                        .enumerate()
+                        .all(|(i, &b)| b == (i % 251) as u8),
+                    "splice {splice}, size {size}: bytes changed"
+                );
+            }
+            p.stop.send_replace(true);
+            tokio::time::timeout(BOUND, p.task)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            server.abort();
+        }
+    }
+}

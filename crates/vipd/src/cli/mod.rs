@@ -220,7 +220,8 @@ impl NodeArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Worker threads for the proxy (default: one per CPU).
+    /// Proxy threads, each with its own event loop and listening socket
+    /// (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// The control socket (`vipd status`, `vipd reload` talk to it).

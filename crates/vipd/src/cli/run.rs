@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use super::RunArgs;
 use crate::config::{self, Severity};
 use crate::daemon::Daemon;
+use crate::proxy::workers::Workers;
 use crate::vrrp::driver::DriverConfig;
 
 pub fn run(run_args: &RunArgs) -> ExitCode {
@@ -82,11 +83,23 @@ pub fn run(run_args: &RunArgs) -> ExitCode {
         },
         None => None,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = run_args.threads {
-        builder.worker_threads(threads);
-    }
-    let runtime = match builder.enable_all().build() {
+    // The proxy's sessions run on their own threads, one runtime each
+    // (`proxy::workers`); the daemon's own work (VRRP, health checks, the
+    // control socket) is light and runs on this thread.
+    let threads = run_args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let workers = match Workers::start(threads) {
+        Ok(workers) => workers,
+        Err(e) => {
+            error!("cannot start the proxy threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             error!("cannot start the runtime: {e}");
@@ -99,6 +112,7 @@ pub fn run(run_args: &RunArgs) -> ExitCode {
         secrets: args.secrets.clone(),
         identity: Some(args.identity.clone()),
         socket: run_args.socket.clone(),
+        workers,
     };
     let spec = spec.clone();
     runtime.block_on(async move {

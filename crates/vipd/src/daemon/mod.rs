@@ -33,7 +33,7 @@ use crate::api::{self, State};
 use crate::config::resolve::{DnatPlan, Frontend as FrontendPlan, NodePlan};
 use crate::config::spec::ClusterSpec;
 use crate::nftables::SharedDnatStatus;
-use crate::proxy::frontend::{self, Frontend, FrontendUpdate};
+use crate::proxy::frontend::{self, Frontend, FrontendUpdate, Listeners, Workers};
 use crate::vrrp::driver::{self, DriverConfig};
 use crate::vrrp::status::SharedVrrpStatus;
 
@@ -46,6 +46,8 @@ pub struct Options {
     /// The age identity that opens the vault (`[cluster] vault`).
     pub identity: Option<PathBuf>,
     pub socket: PathBuf,
+    /// The threads the proxy frontends' sessions run on.
+    pub workers: Arc<Workers>,
 }
 
 /// Called once everything is up (systemd's READY=1), and on each reload.
@@ -433,11 +435,11 @@ impl Daemon {
         format!("{what} #{}", self.next_id)
     }
 
-    fn bind(&self, plan: &FrontendPlan) -> anyhow::Result<tokio::net::TcpListener> {
-        bind(&self.spec, plan)
+    fn bind(&self, plan: &FrontendPlan) -> anyhow::Result<Listeners> {
+        bind(&self.spec, plan, &self.options.workers)
     }
 
-    fn spawn_frontend(&mut self, plan: FrontendPlan, listener: tokio::net::TcpListener) {
+    fn spawn_frontend(&mut self, plan: FrontendPlan, listeners: Listeners) {
         let key = self.key(&format!("proxy {} {}", plan.name, plan.listen));
         let shared = Arc::new(Frontend::new(&plan, self.spec.proxy.balance));
         let config = FrontendUpdate {
@@ -447,8 +449,17 @@ impl Daemon {
         let (updates, updates_rx) = mpsc::channel(4);
         let (stop, stop_rx) = watch::channel(false);
         let (initial, task_shared) = (config.clone(), Arc::clone(&shared));
+        let workers = Arc::clone(&self.options.workers);
         let handle = self.spawn(key.clone(), async move {
-            frontend::serve(initial, listener, task_shared, updates_rx, stop_rx).await
+            frontend::serve(
+                initial,
+                listeners,
+                task_shared,
+                updates_rx,
+                stop_rx,
+                &workers,
+            )
+            .await
         });
         self.frontends.insert(
             plan.listen,
@@ -549,12 +560,12 @@ fn reload_line(outcome: &api::schema::ReloadOutcome, summary: &str) -> String {
 
 /// Binds a frontend's listener as `spec` asks: the VIP with freebind (VRRP
 /// adds it later), the backlog as deep as the connection limit.
-fn bind(spec: &ClusterSpec, plan: &FrontendPlan) -> anyhow::Result<tokio::net::TcpListener> {
+fn bind(spec: &ClusterSpec, plan: &FrontendPlan, workers: &Workers) -> anyhow::Result<Listeners> {
     let freebind = plan.listen.ip() == spec.vip.address;
     let backlog = i32::try_from(spec.proxy.max_connections)
         .unwrap_or(i32::MAX)
         .max(1024);
-    frontend::bind(plan.listen, backlog, freebind)
+    frontend::bind_shards(plan.listen, backlog, freebind, workers.listeners())
         .with_context(|| format!("frontend {}", plan.name))
 }
 

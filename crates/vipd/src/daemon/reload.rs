@@ -104,7 +104,7 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
     let mut new_listeners = Vec::new();
     for frontend in &plan.frontends {
         if !daemon.frontends.contains_key(&frontend.listen) {
-            match super::bind(&spec, frontend) {
+            match super::bind(&spec, frontend, &daemon.options.workers) {
                 Ok(listener) => new_listeners.push((frontend.clone(), listener)),
                 Err(e) => {
                     outcome.errors.push(format!("{e:#}"));

@@ -7,10 +7,13 @@
 //!   then forward both ways with half-close and an idle timeout;
 //! - [`splice`]: the zero-copy path (socket → pipe → socket);
 //! - [`proxy_protocol`]: the PROXY protocol v2 header;
-//! - [`frontend`]: the listener, its connection limit, health checkers and drain.
+//! - [`frontend`]: the listeners, the connection limit, health checkers and drain;
+//! - [`workers`]: the threads sessions run on, one single-threaded runtime
+//!   and one listening socket per frontend each.
 
 pub mod frontend;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod session;
 pub mod splice;
+pub mod workers;
