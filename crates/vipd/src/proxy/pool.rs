@@ -63,17 +63,33 @@ impl Backend {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// Counts a connect in progress as active until the guard drops, so
+    /// least-connections does not pile every new client onto a backend that
+    /// swallows SYNs (its connects hang for `connect_timeout`, and a backend
+    /// counted only once connected would look idle all that time).
+    pub fn begin_connect(self: &Arc<Self>) -> SessionGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        SessionGuard(Arc::clone(self))
+    }
+
     /// Counts a session for least-connections until the guard drops.
     pub fn open_session(self: &Arc<Self>) -> SessionGuard {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.total.fetch_add(1, Ordering::Relaxed);
-        SessionGuard(Arc::clone(self))
+        let guard = self.begin_connect();
+        guard.established();
+        guard
     }
 }
 
-/// One active session on a backend.
+/// One active session (or connect in progress) on a backend.
 #[derive(Debug)]
 pub struct SessionGuard(Arc<Backend>);
+
+impl SessionGuard {
+    /// The connect succeeded: the session counts in the backend's total.
+    pub fn established(&self) {
+        self.0.total.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
@@ -253,6 +269,33 @@ mod tests {
             proptest::prop_assert_eq!(sorted, (0..views.len()).collect::<Vec<_>>());
             let first_unhealthy = got.iter().position(|&i| !views[i].healthy).unwrap_or(got.len());
             proptest::prop_assert!(got[first_unhealthy..].iter().all(|&i| !views[i].healthy));
+        }
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    #[test]
+    fn a_connect_in_progress_counts_as_active_but_not_in_the_total() {
+        let backend = Arc::new(Backend::new("cp-1", "127.0.0.1:1".parse().unwrap(), false));
+        let pending = backend.begin_connect();
+        assert_eq!(backend.active(), 1);
+        assert_eq!(backend.total.load(Ordering::Relaxed), 0);
+        pending.established();
+        assert_eq!(backend.total.load(Ordering::Relaxed), 1);
+        drop(pending);
+        assert_eq!(backend.active(), 0);
+        // Least-conn sends the next client elsewhere while a connect hangs.
+        let other = Arc::new(Backend::new("cp-2", "127.0.0.1:2".parse().unwrap(), false));
+        let pool = Pool::new(
+            vec![Arc::clone(&backend), Arc::clone(&other)],
+            Balance::LeastConn,
+        );
+        let _hanging = backend.begin_connect();
+        for _ in 0..4 {
+            assert_eq!(pool.candidates()[0].name, "cp-2");
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::debug;
 
-use super::pool::{Backend, Pool};
+use super::pool::{Backend, Pool, SessionGuard};
 use super::proxy_protocol;
 use super::splice::{self, Moved};
 
@@ -90,12 +90,16 @@ pub fn keepalive(socket: SockRef<'_>) -> io::Result<()> {
 async fn connect(
     pool: &Pool,
     timeout: Duration,
-) -> Result<(TcpStream, Arc<Backend>, usize), SessionError> {
+) -> Result<(TcpStream, Arc<Backend>, SessionGuard, usize), SessionError> {
     let candidates = pool.candidates();
     let tried = candidates.len();
     for (attempt, backend) in candidates.into_iter().enumerate() {
+        let pending = backend.begin_connect();
         let error = match tokio::time::timeout(timeout, connect_to(backend.address)).await {
-            Ok(Ok(stream)) => return Ok((stream, backend, attempt)),
+            Ok(Ok(stream)) => {
+                pending.established();
+                return Ok((stream, backend, pending, attempt));
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {timeout:?}"),
         };
@@ -138,8 +142,7 @@ pub async fn serve(
     pool: &Pool,
     settings: &SessionSettings,
 ) -> Result<Finished, SessionError> {
-    let (mut server, backend, retries) = connect(pool, settings.connect_timeout).await?;
-    let _session = backend.open_session();
+    let (mut server, backend, _session, retries) = connect(pool, settings.connect_timeout).await?;
     // The client side inherited TCP_NODELAY and keepalive from the
     // listener (Linux copies them to accepted sockets). The backend side
     // got TCP_NODELAY before its connect and gets keepalive if the session
