@@ -311,3 +311,18 @@ fn hosts_len_hint(interface: &str) -> String {
         .filter(char::is_ascii_alphanumeric)
         .collect()
 }
+
+/// Every keepalived and HAProxy golden file belongs to a case (none is stale).
+#[test]
+fn no_classic_golden_file_is_left_over() {
+    let cases: Vec<String> = CASES
+        .iter()
+        .map(|&(config, node, kind, show)| golden_name(config, node, kind, show))
+        .collect();
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".keepalived.conf") || name.ends_with(".haproxy.cfg") {
+            assert!(cases.contains(&name), "{name} belongs to no case");
+        }
+    }
+}
