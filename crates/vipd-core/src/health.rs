@@ -106,6 +106,70 @@ impl HealthState {
     }
 }
 
+impl HealthState {
+    /// Takes the target down at once on passive evidence (traffic it failed,
+    /// see [`ErrorLimit`]), as HAProxy's `on-error mark-down` does; only
+    /// `rise` consecutive successful checks bring it back. None if it was
+    /// already down.
+    pub fn mark_down(&mut self) -> Option<Transition> {
+        if self.health == Health::Down {
+            // Evidence against a down target breaks any streak toward up.
+            self.streak = 0;
+            return None;
+        }
+        self.health = Health::Down;
+        self.streak = 0;
+        Some(Transition {
+            from: Health::Up,
+            to: Health::Down,
+            after: 1,
+        })
+    }
+}
+
+/// Passive health: consecutive errors seen in live traffic (connects a
+/// target left unanswered) against a limit, reset by any success.
+///
+/// HAProxy's `observe layer4` with `error-limit` works this way. Unlike
+/// [`HealthState`] it only ever says "too many": bringing a target back is
+/// the active checks' job.
+#[derive(Debug, Clone)]
+pub struct ErrorLimit {
+    limit: u32,
+    streak: u32,
+}
+
+impl ErrorLimit {
+    /// `limit` consecutive errors trip it; at least 1.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit: limit.max(1),
+            streak: 0,
+        }
+    }
+
+    /// Counts one error; true when this one reaches the limit (the streak
+    /// then starts again, so a target that stays bad trips it every
+    /// `limit` errors).
+    pub fn error(&mut self) -> bool {
+        self.streak += 1;
+        if self.streak >= self.limit {
+            self.streak = 0;
+            return true;
+        }
+        false
+    }
+
+    /// A success breaks the streak.
+    pub fn success(&mut self) {
+        self.streak = 0;
+    }
+
+    pub fn streak(&self) -> u32 {
+        self.streak
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +223,37 @@ mod tests {
         s.record(false);
         s.set_thresholds(Thresholds::new(1, 3));
         assert!(s.record(false).is_some(), "third failure under fall = 3");
+    }
+
+    #[test]
+    fn mark_down_is_immediate_and_rise_brings_it_back() {
+        let mut s = state(2, 3, Health::Up);
+        s.record(false);
+        let t = s.mark_down().expect("up -> down at once");
+        assert_eq!((t.from, t.to), (Health::Up, Health::Down));
+        assert_eq!(s.mark_down(), None, "already down");
+        assert_eq!(s.record(true), None);
+        s.mark_down();
+        assert_eq!(
+            s.record(true),
+            None,
+            "the evidence restarted the rise streak"
+        );
+        assert!(s.record(true).is_some());
+        assert!(s.is_up());
+    }
+
+    #[test]
+    fn error_limit_trips_on_consecutive_errors_only() {
+        let mut e = ErrorLimit::new(3);
+        assert!(!e.error());
+        assert!(!e.error());
+        e.success();
+        assert!(!e.error());
+        assert!(!e.error());
+        assert!(e.error(), "third in a row");
+        assert_eq!(e.streak(), 0);
+        assert!(ErrorLimit::new(0).error(), "a limit of 0 is 1");
     }
 
     proptest! {

@@ -548,3 +548,91 @@ fn a_refused_ruleset_leaves_the_old_table() {
         before
     );
 }
+
+/// A plane whose link goes down swallows SYNs. With checks too slow to
+/// notice (a 10 s interval), the passive watch must take it out of the set
+/// (its SYNs stay unanswered past the 200 ms timeout), and the conntrack
+/// entries of those SYNs must go, or every retransmission follows them to
+/// the dead plane. Clients whose SYN went there connect to another plane
+/// on a retransmission; none fails.
+#[test]
+fn a_silent_plane_is_observed_down_and_its_clients_retransmit_elsewhere() {
+    if !require_root("a_silent_plane_is_observed_down_and_its_clients_retransmit_elsewhere") {
+        return;
+    }
+    let mut topo = Topology::new().unwrap();
+    let holder = add_holder(&mut topo);
+    let mut services = BTreeMap::new();
+    let mut hosts = BTreeMap::new();
+    for i in 1..=3u8 {
+        let host = topo.add_host(&format!("cp{i}")).unwrap();
+        let address = format!("198.18.0.{}", 10 + i);
+        topo.plug(&host, "eth0", &[format!("{address}/24").parse().unwrap()])
+            .unwrap();
+        let listen = SocketAddr::new(address.parse().unwrap(), PROXY_PORT);
+        let name = format!("cp-{i}");
+        services.insert(name.clone(), PlaneService::start(&host, &name, listen));
+        hosts.insert(name, host);
+    }
+    let client = topo.add_host("client").unwrap();
+    let client_addresses: Vec<_> = CLIENT_SOURCES
+        .map(|last| format!("198.18.0.{last}/24").parse().unwrap())
+        .collect();
+    topo.plug(&client, "eth0", &client_addresses).unwrap();
+
+    let mut plan = dnat_plan();
+    for target in &mut plan.targets {
+        target.check.interval = vipd::config::values::Interval::from_secs(10);
+        target.check.timeout = vipd::config::values::Interval::from_millis(200);
+    }
+    let (stop, datapath) = start_datapath(&holder, plan, Nft::default());
+    let loaded = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        dnat_chain(&holder).contains("jhash")
+    });
+    assert!(loaded, "the table was not loaded");
+    let map = planes_by_source(&client);
+    let victim = "cp-2";
+    let victims: Vec<u8> = map
+        .iter()
+        .filter(|(_, p)| *p == victim)
+        .map(|(last, _)| *last)
+        .collect();
+    assert!(victims.len() >= 3, "too few sources on {victim}: {map:?}");
+
+    hosts[victim].ip(&["link", "set", "eth0", "down"]).unwrap();
+    let started = Instant::now();
+    // Every source that was on the victim connects at once, each with a
+    // timeout a real client would have (client-go waits 30 s).
+    let attempts: Vec<_> = victims
+        .iter()
+        .map(|&last| {
+            client
+                .spawn_thread(move || {
+                    let started = Instant::now();
+                    let result = connect(Some(client_source(last)), Duration::from_secs(8));
+                    (last, result.map(|(_, plane)| plane), started.elapsed())
+                })
+                .unwrap()
+        })
+        .collect();
+    let removed = Topology::wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        !dnat_chain(&holder).contains("198.18.0.12")
+    });
+    let removed_after = started.elapsed();
+    assert!(
+        removed,
+        "{victim} was not taken out within 5 s; the checks alone would need 20 s:\n{}",
+        dnat_chain(&holder)
+    );
+    eprintln!("{victim} left the set {removed_after:?} after its link went down");
+    for attempt in attempts {
+        let (last, result, took) = attempt.join().unwrap().unwrap();
+        let plane = result.unwrap_or_else(|e| {
+            panic!("198.18.0.{last} (was on {victim}) failed after {took:?}: {e}")
+        });
+        assert_ne!(plane, victim, "198.18.0.{last}");
+        eprintln!("198.18.0.{last}: {plane} after {took:?}");
+    }
+    drop(stop);
+    datapath.join().unwrap().unwrap().unwrap();
+}

@@ -336,6 +336,26 @@ impl Collector for StateCollector {
                 "Changes of the DNAT target set.",
                 &[(vec![], status.changes)],
             )?;
+            let observed: Vec<(Labels, u64)> = status
+                .targets
+                .iter()
+                .map(|t| {
+                    (
+                        vec![("target", t.node.clone()), ("address", t.address.clone())],
+                        t.observed_down,
+                    )
+                })
+                .collect();
+            f.counters(
+                "dnat_observed_down",
+                "Times the passive watch took a DNAT target down (new connections left unanswered).",
+                &observed,
+            )?;
+            f.counters(
+                "dnat_forgotten_flows",
+                "Conntrack entries of unanswered connections deleted when their target left the set.",
+                &[(vec![], status.forgotten_flows)],
+            )?;
         }
         Ok(())
     }

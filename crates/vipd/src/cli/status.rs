@@ -270,10 +270,11 @@ pub fn render(doc: &StatusDocument, now: f64) -> String {
         let loaded = d.targets.iter().filter(|t| t.loaded).count();
         let _ = writeln!(
             out,
-            "\nDNAT  {} -> {loaded} of {} targets loaded · {} change(s){}",
+            "\nDNAT  {} -> {loaded} of {} targets loaded · {} change(s) · {} unanswered flow(s) forgotten{}",
             d.destination,
             d.targets.len(),
             d.changes,
+            d.forgotten_flows,
             if d.fail_open {
                 " · FAIL-OPEN: no target healthy, the last set is kept"
             } else {
@@ -286,11 +287,12 @@ pub fn render(doc: &StatusDocument, now: f64) -> String {
         for t in &d.targets {
             let _ = writeln!(
                 out,
-                "  {:<14} {:<22} {:<6} {}",
+                "  {:<14} {:<22} {:<6} {:<6} observed down {}",
                 t.node,
                 t.address,
                 if t.healthy { "up" } else { "DOWN" },
-                if t.loaded { "loaded" } else { "out" }
+                if t.loaded { "loaded" } else { "out" },
+                t.observed_down
             );
         }
     }

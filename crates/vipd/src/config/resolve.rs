@@ -211,6 +211,7 @@ impl ClusterSpec {
                         destination: api_endpoint,
                         holder_address: node.address,
                         firewall: self.firewall_allowed(),
+                        observe: self.api.observe,
                         targets: self
                             .nodes_with(Role::Plane)
                             .map(|plane| {
@@ -454,6 +455,9 @@ pub struct DnatPlan {
     /// Sources allowed to reach VIP:port, when the firewall is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub firewall: Option<Vec<IpNet>>,
+    /// Whether unanswered rewritten connections mark a target down
+    /// (`[api] observe`).
+    pub observe: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

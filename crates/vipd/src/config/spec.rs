@@ -452,6 +452,11 @@ pub struct ApiSection {
     /// `dnat` or `proxy`. Default `dnat`.
     #[serde(default)]
     pub datapath: Datapath,
+    /// `dnat` datapath: watch the rewritten connections and mark a plane
+    /// down when it leaves `fall` of them in a row unanswered past its
+    /// check's timeout. Default true.
+    #[serde(default = "default_true")]
+    pub observe: bool,
 }
 
 impl Default for ApiSection {
@@ -459,6 +464,7 @@ impl Default for ApiSection {
         Self {
             port: defaults::API_PORT,
             datapath: Datapath::default(),
+            observe: true,
         }
     }
 }

@@ -37,21 +37,62 @@ pub struct HealthEvent {
     pub detail: String,
 }
 
-/// Runs `check` until the receiver of `events` is dropped. An event is sent
-/// on every transition.
-pub fn spawn(
-    index: usize,
-    check: Check,
-    events: mpsc::UnboundedSender<HealthEvent>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+/// A running check: its task, and the way to feed it passive evidence.
+#[derive(Debug)]
+pub struct Checker {
+    task: JoinHandle<()>,
+    mark_down: mpsc::UnboundedSender<String>,
+}
+
+impl Checker {
+    /// Takes the target down now (passive evidence, the reason for the
+    /// logs); it comes back after `rise` successful checks.
+    pub fn mark_down(&self, reason: String) {
+        // The task only ends when the events receiver is gone.
+        let _ = self.mark_down.send(reason);
+    }
+
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs `check` until the receiver of `events` is dropped (or the returned
+/// [`Checker`] is). An event is sent on every transition, whether a probe
+/// or [`Checker::mark_down`] caused it.
+pub fn spawn(index: usize, check: Check, events: mpsc::UnboundedSender<HealthEvent>) -> Checker {
+    let (mark_down, mut marks) = mpsc::unbounded_channel::<String>();
+    let task = tokio::spawn(async move {
         let mut state = HealthState::new(check.thresholds, check.initial);
         let mut ticker = tokio::time::interval(check.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
-            let started = Instant::now();
-            let result = check.probe.run(check.timeout).await;
+            // Passive evidence is taken at once, even while a probe runs
+            // (that probe is then dropped).
+            let started = tokio::select! {
+                _ = ticker.tick() => Instant::now(),
+                Some(reason) = marks.recv() => {
+                    if !marked_down(&check, &mut state, index, reason, &events, &mut ticker) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let result = tokio::select! {
+                result = check.probe.run(check.timeout) => result,
+                Some(reason) = marks.recv() => {
+                    if !marked_down(&check, &mut state, index, reason, &events, &mut ticker) {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let detail = match &result {
                 Ok(took) => format!("ok in {took:.1?}"),
                 Err(e) => e.to_string(),
@@ -82,5 +123,31 @@ pub fn spawn(
                 return;
             }
         }
-    })
+    });
+    Checker { task, mark_down }
+}
+
+/// Applies passive evidence; false when nobody listens any more.
+fn marked_down(
+    check: &Check,
+    state: &mut HealthState,
+    index: usize,
+    reason: String,
+    events: &mpsc::UnboundedSender<HealthEvent>,
+    ticker: &mut tokio::time::Interval,
+) -> bool {
+    if state.mark_down().is_none() {
+        return !events.is_closed();
+    }
+    warn!(check = %check.name, "{} is down: {reason}", check.name);
+    // The next probe is an interval away: the target earns its way back
+    // with `rise` probes.
+    ticker.reset();
+    events
+        .send(HealthEvent {
+            index,
+            health: Health::Down,
+            detail: reason,
+        })
+        .is_ok()
 }

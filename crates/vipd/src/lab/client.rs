@@ -5,8 +5,12 @@
 //!   does not delay the next), each a whole request: TCP connect to VIP:port
 //!   from the next of the worker's source addresses, TLS with the lab CA
 //!   (server name `kubernetes`), `GET /readyz`; a success is a 200 within the
-//!   timeouts. Every attempt is recorded with its start, duration, outcome
-//!   and the plane that answered (the stand-in's `X-Lab-Node` header);
+//!   timeouts. Every attempt is recorded with its start, duration, how long
+//!   its TCP connect took, outcome and the plane that answered (the
+//!   stand-in's `X-Lab-Node` header). The connect timeout leaves room for
+//!   one SYN retransmission, as any real client's does (client-go waits
+//!   30 s); a connect that needed one (1 s or more, Linux's initial RTO) is
+//!   *slow*, and the drill counts it as a disruption, not a success;
 //! - `streams` long-lived `GET /watch` streams opened at the start, each
 //!   receiving a line every 100 ms; one is lost when it errors, ends, or
 //!   stays silent for `stall`.
@@ -50,11 +54,30 @@ pub struct Attempt {
     /// Start, ms since the scenario's epoch.
     pub at_ms: f64,
     pub took_ms: f64,
+    /// How long the TCP connect took, when it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<f64>,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plane: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A connect this slow needed a SYN retransmission (Linux's initial
+/// retransmission timeout is 1 s, RFC 6298).
+pub const SLOW_CONNECT_MS: f64 = 1000.0;
+
+impl Attempt {
+    /// A connect that needed a SYN retransmission.
+    pub fn slow(&self) -> bool {
+        self.connect_ms.is_some_and(|ms| ms >= SLOW_CONNECT_MS)
+    }
+
+    /// Served without a disruption: a success whose connect was not slow.
+    pub fn served(&self) -> bool {
+        self.ok && !self.slow()
+    }
 }
 
 /// One long-lived stream.
@@ -153,9 +176,10 @@ async fn run(
         let (config, tls, attempts) = (Arc::clone(&config), tls.clone(), Arc::clone(&attempts));
         tasks.spawn(async move {
             let started = Instant::now();
+            let mut connected = None;
             let outcome = tokio::time::timeout(
                 config.request_timeout,
-                request(&config, &tls, source, "/readyz"),
+                request(&config, &tls, source, "/readyz", &mut connected),
             )
             .await;
             let (ok, plane, error) = match outcome {
@@ -167,6 +191,7 @@ async fn run(
             let attempt = Attempt {
                 at_ms: ms(epoch, started),
                 took_ms: started.elapsed().as_secs_f64() * 1000.0,
+                connect_ms: connected.map(|at: Instant| ms(started, at)),
                 ok,
                 plane,
                 error,
@@ -220,7 +245,13 @@ pub fn probe_once(ns: &Netns, target: SocketAddr, ca_file: &std::path::Path) -> 
             matches!(
                 tokio::time::timeout(
                     config.request_timeout,
-                    request(&config, &TlsConnector::from(tls), None, "/readyz"),
+                    request(
+                        &config,
+                        &TlsConnector::from(tls),
+                        None,
+                        "/readyz",
+                        &mut None
+                    ),
                 )
                 .await,
                 Ok(Ok((200, _)))
@@ -230,10 +261,12 @@ pub fn probe_once(ns: &Netns, target: SocketAddr, ca_file: &std::path::Path) -> 
     .unwrap_or(false)
 }
 
+/// TCP connect (noting when it completed in `connected`), then TLS.
 async fn connect(
     config: &ClientConfig,
     tls: &TlsConnector,
     source: Option<IpAddr>,
+    connected: &mut Option<Instant>,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let socket = match config.target {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -249,6 +282,7 @@ async fn connect(
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| format!("connect: {e}"))?;
+    *connected = Some(Instant::now());
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from("kubernetes").map_err(|e| e.to_string())?;
     tls.connect(name, tcp)
@@ -277,8 +311,9 @@ async fn request(
     tls: &TlsConnector,
     source: Option<IpAddr>,
     path: &str,
+    connected: &mut Option<Instant>,
 ) -> Result<(u16, Option<String>), String> {
-    let mut stream = connect(config, tls, source).await?;
+    let mut stream = connect(config, tls, source, connected).await?;
     stream
         .write_all(
             format!("GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")
@@ -318,7 +353,7 @@ async fn watch_stream(
         reason: None,
     };
     let opened = tokio::time::timeout(config.request_timeout, async {
-        let mut stream = connect(config, tls, source).await?;
+        let mut stream = connect(config, tls, source, &mut None).await?;
         stream
             .write_all(b"GET /watch HTTP/1.1\r\nHost: kubernetes\r\n\r\n")
             .await

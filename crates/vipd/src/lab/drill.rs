@@ -182,19 +182,24 @@ pub struct ScenarioResult {
     pub takeover_ms: Option<f64>,
     /// Heal -> exactly one holder from then to the end.
     pub converge_ms: Option<f64>,
-    /// Client-observed outage from the fault to the heal: each run of failed
-    /// requests from its first failure to the next success, summed.
+    /// Client-observed outage from the fault to the heal: each run of
+    /// disrupted requests (failed, or connected only after a SYN
+    /// retransmission) from its first to the next request served, summed.
     pub outage_ms: f64,
     /// The same from the heal to the end.
     pub heal_outage_ms: f64,
-    /// From the fault to the heal: first failed request -> first success
-    /// after the last failure (partial failures and blips included).
+    /// From the fault to the heal: first disrupted request -> first request
+    /// served after the last disruption (partial failures and blips
+    /// included).
     pub disrupted_ms: f64,
     pub requests: usize,
     pub failed: usize,
     /// Failed requests whose TCP connect failed (refused, timed out); the
     /// others failed after connecting (a reset mid-request, a timeout).
     pub failed_connects: usize,
+    /// Successful requests whose connect needed a SYN retransmission (took
+    /// 1 s or more): served, but late.
+    pub slow_connects: usize,
     pub failed_after_heal: usize,
     pub streams: usize,
     pub streams_lost: usize,
@@ -206,8 +211,8 @@ pub struct ScenarioResult {
     /// Every plane, for the timeline (their conditions are in `events`).
     pub planes: Vec<String>,
     pub events: Vec<Event>,
-    /// Compact: (start ms, ok) per request.
-    pub requests_timeline: Vec<(f64, bool)>,
+    /// Compact: (start ms, ok, slow connect) per request.
+    pub requests_timeline: Vec<(f64, bool, bool)>,
     #[serde(skip)]
     pub log: ClientLog,
 }
@@ -337,8 +342,10 @@ impl Drill {
             sources: super::topology::client_sources(),
             ca_file: self.dir.join("ca.crt"),
             every: self.config.every,
-            connect_timeout: Duration::from_millis(1000),
-            request_timeout: Duration::from_millis(2000),
+            // Room for one SYN retransmission (at 1 s), as a real client
+            // has; such a connect is counted as slow, not as served.
+            connect_timeout: Duration::from_millis(3000),
+            request_timeout: Duration::from_millis(5000),
             streams,
             stall: Duration::from_secs(2),
             limit,
@@ -525,6 +532,7 @@ impl Drill {
             requests: 0,
             failed: 0,
             failed_connects: 0,
+            slow_connects: 0,
             failed_after_heal: 0,
             streams: 0,
             streams_lost: 0,
@@ -1025,6 +1033,7 @@ impl Drill {
             .iter()
             .filter(|a| !a.ok && a.error.as_deref().is_some_and(|e| e.starts_with("connect")))
             .count();
+        let slow_connects = log.attempts.iter().filter(|a| a.ok && a.slow()).count();
         let failed_after_heal = log
             .attempts
             .iter()
@@ -1054,6 +1063,7 @@ impl Drill {
             requests: log.attempts.len(),
             failed,
             failed_connects,
+            slow_connects,
             failed_after_heal,
             streams,
             streams_lost,
@@ -1063,7 +1073,11 @@ impl Drill {
             holders,
             planes: self.planes(),
             events,
-            requests_timeline: log.attempts.iter().map(|a| (a.at_ms, a.ok)).collect(),
+            requests_timeline: log
+                .attempts
+                .iter()
+                .map(|a| (a.at_ms, a.ok, a.slow()))
+                .collect(),
             log,
         }
     }
@@ -1159,7 +1173,7 @@ pub fn outage(attempts: &[Attempt], from: f64, to: f64) -> f64 {
     let mut total = 0.0;
     let mut run_start: Option<f64> = None;
     for a in attempts.iter().filter(|a| a.at_ms >= from && a.at_ms < to) {
-        match (a.ok, run_start) {
+        match (a.served(), run_start) {
             (false, None) => run_start = Some(a.at_ms),
             (true, Some(start)) => {
                 total += a.at_ms - start;
@@ -1183,17 +1197,17 @@ pub fn disrupted(attempts: &[Attempt], from: f64, to: f64) -> f64 {
         .iter()
         .filter(|a| a.at_ms >= from && a.at_ms < to)
         .collect();
-    let Some(first) = inside.iter().find(|a| !a.ok) else {
+    let Some(first) = inside.iter().find(|a| !a.served()) else {
         return 0.0;
     };
     let last_fail = inside
         .iter()
         .rev()
-        .find(|a| !a.ok)
+        .find(|a| !a.served())
         .map_or(first.at_ms, |a| a.at_ms);
     let recovered = inside
         .iter()
-        .find(|a| a.ok && a.at_ms > last_fail)
+        .find(|a| a.served() && a.at_ms > last_fail)
         .map_or(to, |a| a.at_ms);
     recovered - first.at_ms
 }
@@ -1217,6 +1231,7 @@ mod tests {
         Attempt {
             at_ms,
             took_ms: 1.0,
+            connect_ms: Some(0.5),
             ok,
             plane: None,
             error: None,
@@ -1237,6 +1252,19 @@ mod tests {
         assert_eq!(outage(&a[..4], 0.0, 100.0), 80.0);
         assert_eq!(disrupted(&a, 0.0, 100.0), 30.0);
         assert_eq!(disrupted(&a[..4], 0.0, 100.0), 90.0);
+    }
+
+    #[test]
+    fn a_connect_that_needed_a_retransmission_is_a_disruption() {
+        let mut slow = attempt(10.0, true);
+        slow.connect_ms = Some(1012.0);
+        assert!(slow.slow() && !slow.served());
+        let a = [attempt(0.0, true), slow, attempt(20.0, true)];
+        assert_eq!(outage(&a, 0.0, 100.0), 10.0);
+        assert_eq!(disrupted(&a, 0.0, 100.0), 10.0);
+        let mut never = attempt(30.0, false);
+        never.connect_ms = None;
+        assert!(!never.slow() && !never.served());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn progress_line(r: &ScenarioResult) -> String {
         .map(|c| c.what.as_str())
         .collect();
     format!(
-        "{} {}: {} (takeover {}, outage {:.0} ms, {}/{} failed, {}/{} streams lost){}",
+        "{} {}: {} (takeover {}, outage {:.0} ms, {}/{} failed, {} slow, {}/{} streams lost){}",
         r.stack.as_str(),
         r.scenario.name(),
         if r.passed { "PASS" } else { "FAIL" },
@@ -36,6 +36,7 @@ pub fn progress_line(r: &ScenarioResult) -> String {
         r.outage_ms,
         r.failed,
         r.requests,
+        r.slow_connects,
         r.streams_lost,
         r.streams,
         if failed.is_empty() {
@@ -56,11 +57,12 @@ pub fn table(results: &[ScenarioResult]) -> String {
         "outage fault / heal",
         "disrupted",
         "failed (connects) / requests",
+        "slow",
         "streams lost",
         "converged",
         "end state",
     ];
-    let mut rows: Vec<[String; 9]> = Vec::new();
+    let mut rows: Vec<[String; 10]> = Vec::new();
     let mut order: Vec<&str> = Vec::new();
     for r in results {
         if !order.contains(&r.scenario.name()) {
@@ -79,6 +81,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
                     "-".into(),
                     "-".into(),
                     "-".into(),
+                    "-".into(),
                     format!("skipped: {why}"),
                 ]);
                 continue;
@@ -90,6 +93,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
                 format!("{:.0} / {:.0} ms", r.outage_ms, r.heal_outage_ms),
                 format!("{:.0} ms", r.disrupted_ms),
                 format!("{} ({}) / {}", r.failed, r.failed_connects, r.requests),
+                r.slow_connects.to_string(),
                 format!("{} / {}", r.streams_lost, r.streams),
                 ms(r.converge_ms),
                 if r.passed { "ok" } else { "WRONG" }.to_owned(),
@@ -217,16 +221,18 @@ pub fn svg(results: &[ScenarioResult]) -> String {
             top + 13.0
         );
         // One column per pixel: green if a request started there
-        // succeeded, red over it if one failed.
+        // succeeded, amber over it if one connected only after a SYN
+        // retransmission, red if one failed.
         let columns = plot.ceil() as usize + 1;
         let mut ok_at = vec![0u32; columns];
+        let mut slow_at = vec![0u32; columns];
         let mut failed_at = vec![0u32; columns];
-        for &(at, ok) in &r.requests_timeline {
+        for &(at, ok, slow) in &r.requests_timeline {
             let column = ((scale(at) - LEFT).max(0.0) as usize).min(columns - 1);
-            if ok {
-                ok_at[column] += 1;
-            } else {
-                failed_at[column] += 1;
+            match (ok, slow) {
+                (true, false) => ok_at[column] += 1,
+                (true, true) => slow_at[column] += 1,
+                (false, _) => failed_at[column] += 1,
             }
         }
         // Runs of columns with a success become one rectangle.
@@ -248,6 +254,17 @@ pub fn svg(results: &[ScenarioResult]) -> String {
                 column - start,
                 2.0 * ROW - 10.0
             );
+        }
+        for (column, &slow) in slow_at.iter().enumerate() {
+            if slow > 0 {
+                let x = LEFT + column as f64 + 0.5;
+                let _ = writeln!(
+                    body,
+                    r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#e6a700" stroke-width="1.5"><title>{slow} slow (SYN retransmitted)</title></line>"##,
+                    top + 2.0,
+                    top + 2.0 * ROW - 2.0
+                );
+            }
         }
         for (column, &failed) in failed_at.iter().enumerate() {
             if failed > 0 {
@@ -363,6 +380,7 @@ mod tests {
             requests: 3,
             failed: 1,
             failed_connects: 0,
+            slow_connects: 0,
             failed_after_heal: 0,
             streams: 2,
             streams_lost: 2,
@@ -383,7 +401,11 @@ mod tests {
                 node: "holder-1".into(),
                 state: "killed".into(),
             }],
-            requests_timeline: vec![(500.0, true), (1100.0, false), (1200.0, true)],
+            requests_timeline: vec![
+                (500.0, true, false),
+                (1100.0, false, false),
+                (1200.0, true, true),
+            ],
             log: ClientLog::default(),
         }
     }
@@ -420,6 +442,7 @@ mod tests {
         assert_eq!(value["results"][1]["stack"], "classic");
         let drawn = svg(&results);
         assert!(drawn.starts_with("<svg") && drawn.trim_end().ends_with("</svg>"));
+        assert!(drawn.contains("1 slow (SYN retransmitted)"), "{drawn}");
         assert_eq!(drawn.matches("<g transform").count(), 2);
         assert!(drawn.contains("1 failed"), "a failed request is drawn");
         assert!(drawn.contains("end state WRONG"));

@@ -12,9 +12,10 @@ use tracing::{error, info, warn};
 use vipd_core::health::{Health, Thresholds};
 
 use super::apply::Nft;
+use super::observe::{self, Observer, Tripped, Watched};
 use super::ruleset::{self, FAMILY, TABLE};
 use crate::config::resolve::{DnatPlan, DnatTarget};
-use crate::health::checker::{self, Check, HealthEvent};
+use crate::health::checker::{self, Check, Checker, HealthEvent};
 use crate::health::probe::Probe;
 use crate::health::record::CheckRecord;
 
@@ -87,6 +88,7 @@ pub async fn serve(
     );
 
     let (mut checkers, mut events) = start_checkers(checks, &status);
+    let (mut observer, mut trips) = start_observer(&plan);
     let mut healthy = all_healthy.clone();
     let mut loaded = all_healthy;
     status.publish(&plan, &healthy, &loaded, false, None);
@@ -147,6 +149,10 @@ pub async fn serve(
                     checker.abort();
                 }
                 (checkers, events) = start_checkers(new_checks, &status);
+                if let Some(task) = observer.take() {
+                    task.abort();
+                }
+                (observer, trips) = start_observer(&new_plan);
                 info!(targets = %describe(&new_plan, &wanted), firewall = new_plan.firewall.is_some(), "DNAT table reloaded");
                 plan = new_plan;
                 healthy = new_healthy;
@@ -163,6 +169,16 @@ pub async fn serve(
                     }
                     next = events.try_recv().ok();
                 }
+            }
+            Some(tripped) = trips.recv() => {
+                // The checker turns it into a health event, like a probe's.
+                if let Some(checker) = checkers.get(tripped.target) {
+                    checker.mark_down(tripped.reason);
+                }
+                if let Some(target) = plan.targets.get(tripped.target) {
+                    status.count_observed_down(target.address);
+                }
+                continue;
             }
             () = sleep_until(retry_at) => retry_at = None,
         }
@@ -189,6 +205,7 @@ pub async fn serve(
         match nft.load(&batch).await {
             Ok(()) => {
                 info!(targets = %describe(&plan, &wanted), "DNAT targets changed");
+                forget_unanswered(&plan, &loaded, &wanted, &status);
                 loaded = wanted;
                 retry_at = None;
                 status.publish(&plan, &healthy, &loaded, failing_open, None);
@@ -207,6 +224,9 @@ pub async fn serve(
     for checker in checkers {
         checker.abort();
     }
+    if let Some(task) = observer {
+        task.abort();
+    }
     drop(events);
     nft.remove_table()
         .await
@@ -218,10 +238,7 @@ pub async fn serve(
 fn start_checkers(
     checks: Vec<Check>,
     status: &SharedDnatStatus,
-) -> (
-    Vec<tokio::task::JoinHandle<()>>,
-    mpsc::UnboundedReceiver<HealthEvent>,
-) {
+) -> (Vec<Checker>, mpsc::UnboundedReceiver<HealthEvent>) {
     let (events_tx, events) = mpsc::unbounded_channel::<HealthEvent>();
     let mut records = Vec::with_capacity(checks.len());
     let checkers = checks
@@ -238,6 +255,65 @@ fn start_checkers(
     (checkers, events)
 }
 
+/// Starts the passive watch of `plan`'s targets (`[api] observe`). Without
+/// conntrack events (no ctnetlink in this kernel) it says so and the
+/// active checks alone decide.
+fn start_observer(
+    plan: &DnatPlan,
+) -> (
+    Option<tokio::task::JoinHandle<()>>,
+    mpsc::UnboundedReceiver<Tripped>,
+) {
+    let (trips_tx, trips) = mpsc::unbounded_channel();
+    if !plan.observe {
+        return (None, trips);
+    }
+    let watched = plan
+        .targets
+        .iter()
+        .map(|t| Watched {
+            address: t.address,
+            timeout: t.check.timeout.get(),
+            limit: t.check.fall,
+        })
+        .collect();
+    let observer = Observer::new(plan.destination, watched);
+    let task = tokio::spawn(async move {
+        if let Err(e) = observe::run(observer, trips_tx).await {
+            warn!(error = %e, "cannot watch conntrack events: unanswered connections will not mark a DNAT target down, only the health checks will (`[api] observe = false` silences this)");
+        }
+    });
+    (Some(task), trips)
+}
+
+/// For each target that just left the table: deletes the conntrack
+/// entries of the flows it never answered, so the clients' next SYN
+/// retransmissions are rewritten to a healthy target instead of following
+/// the old entry to the dead one. In the background; logged.
+fn forget_unanswered(plan: &DnatPlan, before: &[bool], after: &[bool], status: &SharedDnatStatus) {
+    for (target, _) in plan
+        .targets
+        .iter()
+        .zip(before.iter().zip(after))
+        .filter(|(_, (was, is))| **was && !**is)
+    {
+        let (destination, address, node) = (plan.destination, target.address, target.node.clone());
+        let status = status.clone();
+        tokio::task::spawn_blocking(move || {
+            match super::conntrack::forget_unanswered(destination, address) {
+                Ok(0) => {}
+                Ok(n) => {
+                    status.count_forgotten(n as u64);
+                    info!(target = %address, node, flows = n, "forgot the connections the target never answered: their next SYN goes to a healthy target");
+                }
+                Err(e) => {
+                    warn!(target = %address, node, error = %e, "cannot delete the target's unanswered conntrack entries: their clients wait for conntrack to expire them")
+                }
+            }
+        });
+    }
+}
+
 /// The DNAT datapath as `vipd status` shows it (`dnat` in the document).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DnatStatus {
@@ -250,6 +326,10 @@ pub struct DnatStatus {
     pub last_error: Option<String>,
     /// Times the target set or the table changed.
     pub changes: u64,
+    /// Conntrack entries of unanswered connections deleted when their
+    /// target left the set (their clients' next SYN went elsewhere).
+    #[serde(default)]
+    pub forgotten_flows: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,6 +341,9 @@ pub struct DnatTargetStatus {
     /// Whether the table sends new flows to it now.
     pub loaded: bool,
     pub last_check: Option<crate::health::record::LastCheck>,
+    /// Times the passive watch took it down (`[api] observe`).
+    #[serde(default)]
+    pub observed_down: u64,
 }
 
 /// Written by the driver, read by the API.
@@ -272,6 +355,8 @@ struct SharedInner {
     status: DnatStatus,
     /// Each target's check record, in target order.
     records: Vec<std::sync::Arc<CheckRecord>>,
+    /// Passive mark-downs by target address; kept across reloads.
+    observed_down: std::collections::HashMap<std::net::SocketAddr, u64>,
 }
 
 impl SharedDnatStatus {
@@ -282,7 +367,28 @@ impl SharedDnatStatus {
         for (target, record) in status.targets.iter_mut().zip(&inner.records) {
             target.last_check = record.last();
         }
+        for target in &mut status.targets {
+            target.observed_down = target
+                .address
+                .parse()
+                .ok()
+                .and_then(|a| inner.observed_down.get(&a).copied())
+                .unwrap_or(0);
+        }
         status
+    }
+
+    fn count_observed_down(&self, target: std::net::SocketAddr) {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *inner.observed_down.entry(target).or_default() += 1;
+    }
+
+    fn count_forgotten(&self, flows: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .status
+            .forgotten_flows += flows;
     }
 
     fn set_records(&self, records: Vec<std::sync::Arc<CheckRecord>>) {
@@ -309,6 +415,7 @@ impl SharedDnatStatus {
                 healthy,
                 loaded,
                 last_check: None,
+                observed_down: 0,
             })
             .collect();
         let changed = status

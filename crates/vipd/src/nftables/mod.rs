@@ -11,10 +11,17 @@
 //! - [`ruleset`]: the table as nft text, a pure function of the plan and the
 //!   healthy targets (golden-tested; `vipd render nftables` prints it);
 //! - [`apply`]: running `nft` to check, load, list and remove it;
+//! - [`conntrack`]: ctnetlink, to forget the flows a dead target never
+//!   answered (so their retransmitted SYNs are rewritten afresh) and to hear
+//!   new flows;
+//! - [`observe`]: passive health, a target that leaves new flows
+//!   unanswered is marked down without waiting for the checks;
 //! - [`driver`]: the loop the daemon runs ([`run`]).
 
 pub mod apply;
+pub mod conntrack;
 pub mod driver;
+pub mod observe;
 pub mod ruleset;
 
 pub use apply::{Nft, NftError};

@@ -388,6 +388,7 @@ mod tests {
                 })
                 .collect(),
             firewall: None,
+            observe: true,
         }
     }
 

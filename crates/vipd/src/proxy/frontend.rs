@@ -322,7 +322,7 @@ impl Shard {
 /// The parts of a frontend a reload changes: backends and their checkers,
 /// session settings, the connection limit.
 struct Members {
-    checkers: Vec<tokio::task::JoinHandle<()>>,
+    checkers: Vec<crate::health::checker::Checker>,
     health_events: mpsc::UnboundedReceiver<HealthEvent>,
     live: Arc<ArcSwap<Live>>,
     limit: Arc<Semaphore>,

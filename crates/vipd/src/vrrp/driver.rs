@@ -167,7 +167,7 @@ fn tracker_name(tracker: &TrackerPlan) -> String {
 
 /// The tracker checkers of the current configuration.
 struct Trackers {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<crate::health::checker::Checker>,
     events: tokio::sync::mpsc::UnboundedReceiver<HealthEvent>,
     records: Vec<Arc<CheckRecord>>,
 }
