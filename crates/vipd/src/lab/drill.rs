@@ -992,7 +992,10 @@ impl Drill {
                     back == victims.len(),
                     format!("{back} of {} answered again", victims.len()),
                 );
-                if matches!(scenario, Scenario::PlaneUnhealthy | Scenario::PlaneKill) {
+                {
+                    // A stream is "to" the apiserver that serves it; the
+                    // plane proxies prefer their own apiserver, so a stream
+                    // through a dead plane's proxy is to that plane.
                     let lost_elsewhere = log
                         .streams
                         .iter()
