@@ -154,9 +154,15 @@ pub fn delete_request(flow: &Flow, seq: u32) -> Vec<u8> {
         seq,
         family,
     );
-    push_nested(&mut buf, CTA_TUPLE_ORIG, |buf| {
+    push_tuple(&mut buf, CTA_TUPLE_ORIG, flow.source, flow.destination);
+    finish(buf)
+}
+
+/// A TCP tuple attribute (`CTA_TUPLE_ORIG` or `CTA_TUPLE_REPLY`).
+fn push_tuple(buf: &mut Vec<u8>, kind: u16, source: SocketAddr, destination: SocketAddr) {
+    push_nested(buf, kind, |buf| {
         push_nested(buf, CTA_TUPLE_IP, |buf| {
-            match (flow.source.ip(), flow.destination.ip()) {
+            match (source.ip(), destination.ip()) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => {
                     push_attr(buf, CTA_IP_V4_SRC, &s.octets());
                     push_attr(buf, CTA_IP_V4_DST, &d.octets());
@@ -169,15 +175,10 @@ pub fn delete_request(flow: &Flow, seq: u32) -> Vec<u8> {
         });
         push_nested(buf, CTA_TUPLE_PROTO, |buf| {
             push_attr(buf, CTA_PROTO_NUM, &[IPPROTO_TCP]);
-            push_attr(buf, CTA_PROTO_SRC_PORT, &flow.source.port().to_be_bytes());
-            push_attr(
-                buf,
-                CTA_PROTO_DST_PORT,
-                &flow.destination.port().to_be_bytes(),
-            );
+            push_attr(buf, CTA_PROTO_SRC_PORT, &source.port().to_be_bytes());
+            push_attr(buf, CTA_PROTO_DST_PORT, &destination.port().to_be_bytes());
         });
     });
-    finish(buf)
 }
 
 fn v6(address: IpAddr) -> Ipv6Addr {
@@ -408,27 +409,8 @@ mod tests {
     fn kernel_message(f: &Flow, kind: u16, flags: u16, status: u32, state: u8) -> Vec<u8> {
         let mut buf = Vec::new();
         push_header(&mut buf, kind, flags, 0, AF_INET);
-        let tuple = |buf: &mut Vec<u8>, kind: u16, s: SocketAddr, d: SocketAddr| {
-            push_nested(buf, kind, |buf| {
-                push_nested(buf, CTA_TUPLE_IP, |buf| match (s.ip(), d.ip()) {
-                    (IpAddr::V4(s), IpAddr::V4(d)) => {
-                        push_attr(buf, CTA_IP_V4_SRC, &s.octets());
-                        push_attr(buf, CTA_IP_V4_DST, &d.octets());
-                    }
-                    (s, d) => {
-                        push_attr(buf, CTA_IP_V6_SRC, &v6(s).octets());
-                        push_attr(buf, CTA_IP_V6_DST, &v6(d).octets());
-                    }
-                });
-                push_nested(buf, CTA_TUPLE_PROTO, |buf| {
-                    push_attr(buf, CTA_PROTO_NUM, &[IPPROTO_TCP]);
-                    push_attr(buf, CTA_PROTO_SRC_PORT, &s.port().to_be_bytes());
-                    push_attr(buf, CTA_PROTO_DST_PORT, &d.port().to_be_bytes());
-                });
-            });
-        };
-        tuple(&mut buf, CTA_TUPLE_ORIG, f.source, f.destination);
-        tuple(
+        push_tuple(&mut buf, CTA_TUPLE_ORIG, f.source, f.destination);
+        push_tuple(
             &mut buf,
             CTA_TUPLE_REPLY,
             f.replier,
