@@ -898,8 +898,8 @@ impl Drill {
                 ),
             )
         };
-        // Late in a phase: 1.5 s before its end (the request timeout is 2 s,
-        // so late attempts are complete when the client stops).
+        // Late in a phase: its last 1.5 s (judged after the client stopped,
+        // which waits for every attempt up to its timeout).
         let late_fault = (heal_ms - 1500.0).max(fault_ms);
         let late_end = (end_ms - 1500.0).max(heal_ms);
         let takeover_ms = holders

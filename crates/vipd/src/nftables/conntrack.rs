@@ -350,16 +350,12 @@ pub fn delete(flows: &[Flow]) -> io::Result<usize> {
         let n = socket.recv(&mut &mut buf[..], 0)?;
         match parse(&buf[..n]).first() {
             Some(Message::Ack(0)) => deleted += 1,
-            Some(Message::Ack(code)) if *code == -libc_enoent() => {}
+            Some(Message::Ack(code)) if *code == -(nix::errno::Errno::ENOENT as i32) => {}
             Some(Message::Ack(code)) => return Err(io::Error::from_raw_os_error(-code)),
             _ => {}
         }
     }
     Ok(deleted)
-}
-
-fn libc_enoent() -> i32 {
-    nix::errno::Errno::ENOENT as i32
 }
 
 /// The flows rewritten from `destination` to `target` that `target` never

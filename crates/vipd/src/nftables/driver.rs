@@ -176,7 +176,7 @@ pub async fn serve(
                     checker.mark_down(tripped.reason);
                 }
                 if let Some(target) = plan.targets.get(tripped.target) {
-                    status.count_observed_down(target.address);
+                    status.count_observed_down(target.address.to_string());
                 }
                 continue;
             }
@@ -356,7 +356,7 @@ struct SharedInner {
     /// Each target's check record, in target order.
     records: Vec<std::sync::Arc<CheckRecord>>,
     /// Passive mark-downs by target address; kept across reloads.
-    observed_down: std::collections::HashMap<std::net::SocketAddr, u64>,
+    observed_down: std::collections::HashMap<String, u64>,
 }
 
 impl SharedDnatStatus {
@@ -368,17 +368,16 @@ impl SharedDnatStatus {
             target.last_check = record.last();
         }
         for target in &mut status.targets {
-            target.observed_down = target
-                .address
-                .parse()
-                .ok()
-                .and_then(|a| inner.observed_down.get(&a).copied())
+            target.observed_down = inner
+                .observed_down
+                .get(&target.address)
+                .copied()
                 .unwrap_or(0);
         }
         status
     }
 
-    fn count_observed_down(&self, target: std::net::SocketAddr) {
+    fn count_observed_down(&self, target: String) {
         let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *inner.observed_down.entry(target).or_default() += 1;
     }
