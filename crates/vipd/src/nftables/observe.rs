@@ -166,6 +166,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     use netlink_sys::AsyncSocketExt as _;
     let socket = conntrack::event_socket()?;
+    // One reused buffer, one recv per datagram (`recv_from_full` would peek
+    // first and allocate: twice the system calls on a per-connection path).
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut lost = 0u64;
     loop {
         let deadline = observer.next_deadline();
@@ -184,10 +187,13 @@ pub async fn run(
                     }
                 }
             }
-            received = socket.recv_from_full() => match received {
-                Ok((datagram, _)) => {
+            received = async {
+                buf.clear();
+                socket.recv(&mut buf).await
+            } => match received {
+                Ok(()) => {
                     let now = Instant::now();
-                    for message in conntrack::parse(&datagram) {
+                    for message in conntrack::parse(&buf) {
                         match message {
                             Message::Flow { flow, new } => observer.flow(&flow, new, now),
                             Message::Gone(flow) => observer.gone(&flow),
