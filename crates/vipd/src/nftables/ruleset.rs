@@ -8,7 +8,9 @@
 //!   outside and from the holder itself, are rewritten to a healthy plane's
 //!   proxy port, chosen by `jhash ip saddr` over a fixed bucket map (see
 //!   [`assign_buckets`]). Conntrack keeps a flow on its plane afterwards:
-//!   NAT chains only see the first packet of a flow.
+//!   NAT chains only see the first packet of a flow. With `[api] observe`
+//!   the rule also limits those flows' conntrack events to `new,reply`,
+//!   all the passive watch reads (see `observe.rs`).
 //! - `snat_postrouting`: those flows leave with the holder's address as
 //!   source, so the plane answers through the holder (on a flat L2 network
 //!   it would otherwise answer the client directly, which resets it).
@@ -288,7 +290,13 @@ fn write_firewall_objects(out: &mut String, plan: &DnatPlan, family: Family, all
 /// The DNAT rule: straight to the one target, or through the bucket map.
 fn write_dnat_rule(out: &mut String, plan: &DnatPlan, buckets: &[usize], ip: &str) {
     let vip = plan.destination;
-    let matches = format!("{ip} daddr {} tcp dport {}", vip.ip(), vip.port());
+    let mut matches = format!("{ip} daddr {} tcp dport {}", vip.ip(), vip.port());
+    if plan.observe {
+        // The passive watch needs two events per flow: its creation and its
+        // first answer. Without a mask each TCP state change is one more
+        // message to the daemon (about six per connection).
+        matches.push_str(" ct event set new,reply");
+    }
     let first = buckets[0];
     if buckets.iter().all(|&b| b == first) {
         let _ = writeln!(
@@ -440,6 +448,19 @@ mod tests {
         let text = table(&plan(3), &[false, true, false]).unwrap();
         assert!(text.contains("dnat ip to 198.18.0.12:16443\n"), "{text}");
         assert!(!text.contains("jhash"), "{text}");
+    }
+
+    #[test]
+    fn the_event_mask_follows_the_passive_watch() {
+        let watched = table(&plan(3), &[true, true, true]).unwrap();
+        let rules = |t: &str| t.lines().filter(|l| l.contains("dnat ip to")).count();
+        let masked = |t: &str| t.matches("ct event set new,reply dnat ip to").count();
+        assert_eq!((rules(&watched), masked(&watched)), (2, 2), "{watched}");
+        let mut quiet = plan(3);
+        quiet.observe = false;
+        let unwatched = table(&quiet, &[true, true, true]).unwrap();
+        assert_eq!((rules(&unwatched), masked(&unwatched)), (2, 0), "{unwatched}");
+        assert!(!unwatched.contains("ct event"), "{unwatched}");
     }
 
     #[test]
