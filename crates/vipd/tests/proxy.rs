@@ -796,7 +796,7 @@ async fn a_frontend_on_worker_threads_serves_and_stops() {
             .unwrap();
         assert_eq!(&echo, b"ping");
     }
-    assert_eq!(shared.stats.accepted.load(Ordering::Relaxed), 32);
+    assert_eq!(shared.stats.accepted.get(), 32);
     stop.send_replace(true);
     tokio::time::timeout(BOUND, task)
         .await
