@@ -342,6 +342,11 @@ impl Shard {
         let name = self.name;
         let listener = TcpListener::from_std(listener)?;
         let mut sessions = JoinSet::new();
+        // One wait for the stop for the loop's life: a new `changed()` per
+        // round would register with the channel (a lock shared with the
+        // other workers' loops) per connection.
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
         // The place under the connection limit for the next client, kept
         // while the loop goes round for a finished session.
         let mut place = None;
@@ -352,13 +357,13 @@ impl Shard {
                 Some(admitted) => admitted,
                 None => tokio::select! {
                     biased;
-                    _ = stop.changed() => break,
+                    _ = &mut stopped => break,
                     admitted = self.frontend.admit() => admitted,
                 },
             };
             let accepted = tokio::select! {
                 biased;
-                _ = stop.changed() => break,
+                _ = &mut stopped => break,
                 accepted = listener.accept() => accepted,
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {
                     place = Some(admitted);

@@ -212,31 +212,25 @@ impl Candidates {
 /// breaks least-connection ties fairly.
 pub fn order(balance: Balance, views: &[View], start: usize) -> Vec<usize> {
     let n = views.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    // Rotating by `start` spreads ties and gives round robin its turn.
-    let rotated = |healthy: bool| -> Vec<usize> {
-        (0..n)
-            .map(|k| (start + k) % n)
-            .filter(|&i| views[i].healthy == healthy)
-            .collect()
-    };
-    let mut healthy = rotated(true);
-    let mut unhealthy = rotated(false);
-    match balance {
-        Balance::RoundRobin => {}
-        Balance::LeastConn => {
-            healthy.sort_by_key(|&i| views[i].active);
+    // Rotating by `start` spreads ties and gives round robin its turn; the
+    // sort is stable (and, for a few backends, an insertion sort in place:
+    // one allocation per session, the list itself), so the rotation
+    // decides among equals.
+    let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
+    order.sort_by_key(|&i| {
+        let v = views[i];
+        if !v.healthy {
+            // The fail-open tail, fewest connections first.
+            return (true, false, v.active);
         }
-        Balance::LocalFirst => {
-            // Stable sort: local first, then fewest connections, then the rotation.
-            healthy.sort_by_key(|&i| (!views[i].local, views[i].active));
+        match balance {
+            Balance::RoundRobin => (false, false, 0),
+            Balance::LeastConn => (false, false, v.active),
+            // Local first, then fewest connections, then the rotation.
+            Balance::LocalFirst => (false, !v.local, v.active),
         }
-    }
-    unhealthy.sort_by_key(|&i| views[i].active);
-    healthy.extend(unhealthy);
-    healthy
+    });
+    order
 }
 
 #[cfg(test)]
