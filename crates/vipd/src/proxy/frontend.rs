@@ -57,7 +57,17 @@ impl Frontend {
             limit: Limit::default(),
         }
     }
+}
 
+/// A frontend as the sessions of one accept loop hold it: each session
+/// clones this `Arc`, whose reference count only that loop's worker
+/// writes, instead of the frontend's, which every worker would write per
+/// connection (and next to it the fields every session reads).
+#[derive(Debug)]
+#[repr(align(128))]
+struct ShardFrontend(Arc<Frontend>);
+
+impl ShardFrontend {
     /// Reserves a place under `max_connections`, waiting while the
     /// frontend is at the limit. The place is freed when the returned
     /// value drops.
@@ -68,7 +78,7 @@ impl Frontend {
             }
             // Registered before the second look, so a place freed in
             // between wakes this one (see `Admitted::drop`).
-            let freed = self.limit.freed.notified();
+            let freed = self.0.limit.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             if let Some(admitted) = self.try_admit() {
@@ -79,8 +89,9 @@ impl Frontend {
     }
 
     fn try_admit(self: &Arc<Self>) -> Option<Admitted> {
-        let max = self.limit.max.load(Ordering::Relaxed);
-        let open = &self.limit.open.0;
+        let limit = &self.0.limit;
+        let max = limit.max.load(Ordering::Relaxed);
+        let open = &limit.open.0;
         let mut now = open.load(Ordering::Relaxed);
         while now < max {
             match open.compare_exchange_weak(now, now + 1, Ordering::Relaxed, Ordering::Relaxed) {
@@ -116,11 +127,11 @@ impl Limit {
 
 /// A place under a frontend's connection limit (and the frontend, for the
 /// session that takes it).
-struct Admitted(Arc<Frontend>);
+struct Admitted(Arc<ShardFrontend>);
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let limit = &self.0.limit;
+        let limit = &self.0.0.limit;
         let was = limit.open.0.fetch_sub(1, Ordering::Relaxed);
         // Loops wait only when the count was at the limit (or the limit
         // changed, which wakes them itself).
@@ -280,7 +291,7 @@ pub async fn serve(
     for (index, listener) in listeners.0.into_iter().enumerate() {
         let shard = Shard {
             name,
-            frontend: Arc::clone(&frontend),
+            frontend: Arc::new(ShardFrontend(Arc::clone(&frontend))),
             live: Arc::clone(&config.live),
         };
         loops.push(workers.spawn(index, shard.accept(listener, halted.clone())));
@@ -329,7 +340,7 @@ struct Live {
 /// One accept loop: a listener and the sessions it accepted, on one worker.
 struct Shard {
     name: &'static str,
-    frontend: Arc<Frontend>,
+    frontend: Arc<ShardFrontend>,
     live: Arc<ArcSwap<Live>>,
 }
 
@@ -380,13 +391,13 @@ impl Shard {
                     continue;
                 }
             };
-            self.frontend.stats.accepted.inc();
+            self.frontend.0.stats.accepted.inc();
             // A copy of the settings: no reference count shared with the
             // other workers to touch per session.
             let settings = self.live.load().session.clone();
             sessions.spawn(async move {
                 // Holds the frontend (and the place) until the session ends.
-                let frontend = &admitted.0;
+                let frontend = &admitted.0.0;
                 let open = Open::new(&frontend.stats.active);
                 let outcome = session::serve(client, client_address, &frontend.pool, &settings).await;
                 drop(open);
