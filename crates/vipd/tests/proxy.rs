@@ -41,7 +41,12 @@ struct EchoBackend {
 
 impl EchoBackend {
     async fn start(name: &'static str) -> Self {
-        Self::start_on(name, TcpListener::bind((LOCALHOST, 0)).await.unwrap())
+        // A backlog that holds a burst of a thousand connects (`bind`'s
+        // 128 overflows when this task accepts late, and the kernel then
+        // drops SYNs: connects that time out, a test of the backlog).
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(LOCALHOST, 0)).unwrap();
+        Self::start_on(name, socket.listen(2048).unwrap())
     }
 
     fn start_on(name: &'static str, listener: TcpListener) -> Self {
