@@ -210,10 +210,10 @@ impl Collector for StateCollector {
         let mut latency = Vec::new();
         for frontend in &frontends {
             let fl = || vec![("frontend", frontend.name.clone())];
-            accepted.push((fl(), load(&frontend.stats.accepted)));
-            active.push((fl(), load(&frontend.stats.active) as i64));
-            refused.push((fl(), load(&frontend.stats.refused)));
-            retries.push((fl(), load(&frontend.stats.retries)));
+            accepted.push((fl(), frontend.stats.accepted.get()));
+            active.push((fl(), frontend.stats.active.get() as i64));
+            refused.push((fl(), frontend.stats.refused.get()));
+            retries.push((fl(), frontend.stats.retries.get()));
             for backend in &frontend.pool.members().backends {
                 let bl = || {
                     vec![
@@ -224,15 +224,15 @@ impl Collector for StateCollector {
                 };
                 up.push((bl(), i64::from(backend.is_healthy())));
                 backend_active.push((bl(), backend.active() as i64));
-                backend_total.push((bl(), load(&backend.total)));
-                failures.push((bl(), load(&backend.connect_failures)));
+                backend_total.push((bl(), backend.total.get()));
+                failures.push((bl(), backend.connect_failures.get()));
                 bytes.push((
                     [bl(), vec![("direction", "to_backend".into())]].concat(),
-                    load(&backend.bytes_to_backend),
+                    backend.bytes_to_backend.get(),
                 ));
                 bytes.push((
                     [bl(), vec![("direction", "to_client".into())]].concat(),
-                    load(&backend.bytes_to_client),
+                    backend.bytes_to_client.get(),
                 ));
                 checks.push((
                     [bl(), vec![("result", "ok".into())]].concat(),

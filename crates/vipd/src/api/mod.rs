@@ -150,16 +150,15 @@ impl State {
 }
 
 fn frontend_status(frontend: &Frontend) -> FrontendStatus {
-    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let members = frontend.pool.members();
     FrontendStatus {
         name: frontend.name.clone(),
         listen: frontend.listen.to_string(),
         balance: members.balance.as_str().to_owned(),
-        accepted: load(&frontend.stats.accepted),
-        active: load(&frontend.stats.active),
-        refused: load(&frontend.stats.refused),
-        retries: load(&frontend.stats.retries),
+        accepted: frontend.stats.accepted.get(),
+        active: frontend.stats.active.get(),
+        refused: frontend.stats.refused.get(),
+        retries: frontend.stats.retries.get(),
         backends: members
             .backends
             .iter()
@@ -169,10 +168,10 @@ fn frontend_status(frontend: &Frontend) -> FrontendStatus {
                 local: b.local,
                 healthy: b.is_healthy(),
                 active: b.active() as u64,
-                total: load(&b.total),
-                connect_failures: load(&b.connect_failures),
-                bytes_to_backend: load(&b.bytes_to_backend),
-                bytes_to_client: load(&b.bytes_to_client),
+                total: b.total.get(),
+                connect_failures: b.connect_failures.get(),
+                bytes_to_backend: b.bytes_to_backend.get(),
+                bytes_to_client: b.bytes_to_client.get(),
                 last_check: b.check.last(),
             })
             .collect(),

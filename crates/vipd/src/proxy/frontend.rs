@@ -3,18 +3,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use vipd_core::health::{Health, Thresholds};
 
+use super::counter::{Counter, Gauge, Padded};
 use super::pool::{Backend, Pool};
 use super::session::{self, SessionSettings};
 pub use super::workers::Workers;
@@ -23,16 +24,17 @@ use crate::config::spec::{Balance, ProxySection};
 use crate::health::checker::{self, Check, HealthEvent};
 use crate::health::probe::Probe;
 
-/// Counters of one frontend.
+/// Counters of one frontend. The accept loops of all workers write them:
+/// each counter has a slot per worker (see [`Counter`]), summed when read.
 #[derive(Debug, Default)]
 pub struct FrontendStats {
-    pub accepted: AtomicU64,
+    pub accepted: Counter,
     /// Clients no backend accepted.
-    pub refused: AtomicU64,
+    pub refused: Counter,
     /// Backends that failed a connect before another one accepted.
-    pub retries: AtomicU64,
+    pub retries: Counter,
     /// Sessions open now.
-    pub active: AtomicU64,
+    pub active: Gauge,
 }
 
 /// A running frontend, as the daemon, the status and the metrics see it.
@@ -42,6 +44,7 @@ pub struct Frontend {
     pub listen: SocketAddr,
     pub pool: Arc<Pool>,
     pub stats: FrontendStats,
+    limit: Limit,
 }
 
 impl Frontend {
@@ -51,6 +54,89 @@ impl Frontend {
             listen: plan.listen,
             pool: Arc::new(Pool::new(Vec::new(), balance)),
             stats: FrontendStats::default(),
+            limit: Limit::default(),
+        }
+    }
+}
+
+/// A frontend as the sessions of one accept loop hold it: each session
+/// clones this `Arc`, whose reference count only that loop's worker
+/// writes, instead of the frontend's, which every worker would write per
+/// connection (and next to it the fields every session reads).
+#[derive(Debug)]
+#[repr(align(128))]
+struct ShardFrontend(Arc<Frontend>);
+
+impl ShardFrontend {
+    /// Reserves a place under `max_connections`, waiting while the
+    /// frontend is at the limit. The place is freed when the returned
+    /// value drops.
+    async fn admit(self: &Arc<Self>) -> Admitted {
+        loop {
+            if let Some(admitted) = self.try_admit() {
+                return admitted;
+            }
+            // Registered before the second look, so a place freed in
+            // between wakes this one (see `Admitted::drop`).
+            let freed = self.0.limit.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(admitted) = self.try_admit() {
+                return admitted;
+            }
+            freed.await;
+        }
+    }
+
+    fn try_admit(self: &Arc<Self>) -> Option<Admitted> {
+        let limit = &self.0.limit;
+        let max = limit.max.load(Ordering::Relaxed);
+        let open = &limit.open.0;
+        let mut now = open.load(Ordering::Relaxed);
+        while now < max {
+            match open.compare_exchange_weak(now, now + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(Admitted(Arc::clone(self))),
+                Err(actual) => now = actual,
+            }
+        }
+        None
+    }
+}
+
+/// The connection limit of a frontend, shared by its accept loops: one
+/// count, exact across the workers, of the sessions open and the places
+/// accept loops hold for their next client. It replaces a semaphore, whose
+/// release takes a lock: here a session costs one compare-and-swap and one
+/// subtraction, and a wake-up only at the limit.
+#[derive(Debug, Default)]
+struct Limit {
+    /// On its own cache line: every worker writes it per connection, and
+    /// `max` next to it would be evicted from the readers' caches each time.
+    open: Padded<AtomicUsize>,
+    max: AtomicUsize,
+    freed: Notify,
+}
+
+impl Limit {
+    /// A reload's new limit; loops waiting at the old one look again.
+    fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+        self.freed.notify_waiters();
+    }
+}
+
+/// A place under a frontend's connection limit (and the frontend, for the
+/// session that takes it).
+struct Admitted(Arc<ShardFrontend>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let limit = &self.0.0.limit;
+        let was = limit.open.0.fetch_sub(1, Ordering::Relaxed);
+        // Loops wait only when the count was at the limit (or the limit
+        // changed, which wakes them itself).
+        if was >= limit.max.load(Ordering::Relaxed) {
+            limit.freed.notify_waiters();
         }
     }
 }
@@ -205,9 +291,8 @@ pub async fn serve(
     for (index, listener) in listeners.0.into_iter().enumerate() {
         let shard = Shard {
             name,
-            frontend: Arc::clone(&frontend),
+            frontend: Arc::new(ShardFrontend(Arc::clone(&frontend))),
             live: Arc::clone(&config.live),
-            limit: Arc::clone(&config.limit),
         };
         loops.push(workers.spawn(index, shard.accept(listener, halted.clone())));
     }
@@ -248,16 +333,15 @@ pub async fn serve(
 /// What a reload changes that the accept loops read.
 #[derive(Debug)]
 struct Live {
-    session: Arc<SessionSettings>,
+    session: SessionSettings,
     drain_timeout: Duration,
 }
 
 /// One accept loop: a listener and the sessions it accepted, on one worker.
 struct Shard {
     name: &'static str,
-    frontend: Arc<Frontend>,
+    frontend: Arc<ShardFrontend>,
     live: Arc<ArcSwap<Live>>,
-    limit: Arc<Semaphore>,
 }
 
 impl Shard {
@@ -269,44 +353,63 @@ impl Shard {
         let name = self.name;
         let listener = TcpListener::from_std(listener)?;
         let mut sessions = JoinSet::new();
+        // One wait for the stop for the loop's life: a new `changed()` per
+        // round would register with the channel (a lock shared with the
+        // other workers' loops) per connection.
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        // The place under the connection limit for the next client, kept
+        // while the loop goes round for a finished session.
+        let mut place = None;
         loop {
             // Backpressure: at the limit we stop accepting; clients wait in the
             // kernel's queue instead of being refused.
-            let permit = tokio::select! {
-                biased;
-                _ = stop.changed() => break,
-                permit = Arc::clone(&self.limit).acquire_owned() => permit.expect("the semaphore is never closed"),
+            let admitted = match place.take() {
+                Some(admitted) => admitted,
+                None => tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    admitted = self.frontend.admit() => admitted,
+                },
             };
             let accepted = tokio::select! {
                 biased;
-                _ = stop.changed() => break,
+                _ = &mut stopped => break,
                 accepted = listener.accept() => accepted,
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {
+                    place = Some(admitted);
+                    continue;
+                }
             };
             let (client, client_address) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
+                    place = Some(admitted);
                     // EMFILE and friends: back off instead of spinning.
                     warn!(frontend = name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
-            self.frontend.stats.accepted.fetch_add(1, Ordering::Relaxed);
-            let settings = Arc::clone(&self.live.load().session);
-            let frontend = Arc::clone(&self.frontend);
+            self.frontend.0.stats.accepted.inc();
+            // A copy of the settings: no reference count shared with the
+            // other workers to touch per session.
+            let settings = self.live.load().session.clone();
             sessions.spawn(async move {
-                let _permit = permit;
-                frontend.stats.active.fetch_add(1, Ordering::Relaxed);
+                // Holds the frontend (and the place) until the session ends.
+                let frontend = &admitted.0.0;
+                let open = Open::new(&frontend.stats.active);
                 let outcome = session::serve(client, client_address, &frontend.pool, &settings).await;
-                frontend.stats.active.fetch_sub(1, Ordering::Relaxed);
+                drop(open);
                 match outcome {
                     Ok(done) => {
-                        frontend.stats.retries.fetch_add(done.retries as u64, Ordering::Relaxed);
+                        if done.retries > 0 {
+                            frontend.stats.retries.add(done.retries as u64);
+                        }
                         debug!(frontend = name, client = %client_address, backend = done.backend, up = done.to_backend, down = done.to_client, "session closed");
                     }
                     Err(e @ session::SessionError::NoBackend { .. }) => {
-                        frontend.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        frontend.stats.refused.inc();
                         warn!(frontend = name, client = %client_address, "{e}");
                     }
                     Err(e) => debug!(frontend = name, client = %client_address, "session ended: {e}"),
@@ -319,14 +422,29 @@ impl Shard {
     }
 }
 
+/// A session counted in its frontend's `active` until it ends (also when
+/// the drain deadline aborts it).
+struct Open<'a>(&'a Gauge);
+
+impl<'a> Open<'a> {
+    fn new(active: &'a Gauge) -> Self {
+        active.inc();
+        Self(active)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The parts of a frontend a reload changes: backends and their checkers,
-/// session settings, the connection limit.
+/// session settings (the connection limit is in the [`Frontend`]).
 struct Members {
     checkers: Vec<crate::health::checker::Checker>,
     health_events: mpsc::UnboundedReceiver<HealthEvent>,
     live: Arc<ArcSwap<Live>>,
-    limit: Arc<Semaphore>,
-    max_connections: usize,
 }
 
 impl Default for Members {
@@ -335,17 +453,15 @@ impl Default for Members {
             checkers: Vec::new(),
             health_events: mpsc::unbounded_channel().1,
             live: Arc::new(ArcSwap::from_pointee(Live {
-                session: Arc::new(SessionSettings {
+                session: SessionSettings {
                     connect_timeout: Duration::from_secs(1),
                     idle_timeout: Duration::from_secs(3600),
                     proxy_protocol: false,
                     close_sessions_on_down: false,
                     splice: false,
-                }),
+                },
                 drain_timeout: Duration::ZERO,
             })),
-            limit: Arc::new(Semaphore::new(0)),
-            max_connections: 0,
         }
     }
 }
@@ -411,30 +527,18 @@ impl Members {
         self.health_events = health_events;
         frontend.pool.replace(backends, settings.balance);
         self.live.store(Arc::new(Live {
-            session: Arc::new(SessionSettings {
+            session: SessionSettings {
                 connect_timeout: settings.connect_timeout.get(),
                 idle_timeout: settings.idle_timeout.get(),
                 proxy_protocol: settings.proxy_protocol,
                 close_sessions_on_down: settings.close_sessions_on_down,
                 splice: settings.splice,
-            }),
+            },
             drain_timeout: settings.drain_timeout.get(),
         }));
-        let wanted = settings.max_connections as usize;
-        if wanted > self.max_connections {
-            self.limit.add_permits(wanted - self.max_connections);
-        } else if wanted < self.max_connections {
-            // Permits held by sessions come back as those end; take the
-            // difference as they do.
-            let excess = u32::try_from(self.max_connections - wanted).unwrap_or(u32::MAX);
-            let limit = Arc::clone(&self.limit);
-            tokio::spawn(async move {
-                if let Ok(permits) = limit.acquire_many_owned(excess).await {
-                    permits.forget();
-                }
-            });
-        }
-        self.max_connections = wanted;
+        // Sessions above a lowered limit run on; new clients wait until the
+        // count is under it.
+        frontend.limit.set_max(settings.max_connections as usize);
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! - [`pool`]: the backends of one frontend, their health and connection
 //!   counts in atomics (the forwarding path reads them without a lock), and
 //!   the balancing order (round robin, least connections, local first);
+//! - [`counter`]: statistics counters with one slot per worker thread;
 //! - [`session`]: one client: connect to the first backend that answers,
 //!   then forward both ways with half-close and an idle timeout;
 //! - [`splice`]: the zero-copy path (socket → pipe → socket);
@@ -11,6 +12,7 @@
 //! - [`workers`]: the threads sessions run on, one single-threaded runtime
 //!   and one listening socket per frontend each.
 
+pub mod counter;
 pub mod frontend;
 pub mod pool;
 pub mod proxy_protocol;

@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use tokio::sync::Notify;
+
+use super::counter::{Counter, PerWorker};
 
 use crate::config::spec::Balance;
 use crate::health::record::CheckRecord;
@@ -18,11 +20,15 @@ pub struct Backend {
     /// The apiserver on this node (local-first prefers it).
     pub local: bool,
     healthy: AtomicBool,
+    /// Exact across the worker threads (one atomic, not a per-worker
+    /// [`Counter`]): least-connections decides with it.
     active: AtomicUsize,
-    pub total: AtomicU64,
-    pub connect_failures: AtomicU64,
-    pub bytes_to_backend: AtomicU64,
-    pub bytes_to_client: AtomicU64,
+    /// Sessions established. Per-worker counters, summed when read.
+    pub total: Counter,
+    pub connect_failures: Counter,
+    /// Bytes forwarded, counted as they move (live, per chunk).
+    pub bytes_to_backend: Counter,
+    pub bytes_to_client: Counter,
     /// Woken when the backend is marked down, for sessions that close then.
     pub marked_down: Notify,
     /// The health checker's last result and latencies.
@@ -38,10 +44,10 @@ impl Backend {
             // Up until a check says otherwise: traffic flows from the start.
             healthy: AtomicBool::new(true),
             active: AtomicUsize::new(0),
-            total: AtomicU64::new(0),
-            connect_failures: AtomicU64::new(0),
-            bytes_to_backend: AtomicU64::new(0),
-            bytes_to_client: AtomicU64::new(0),
+            total: Counter::default(),
+            connect_failures: Counter::default(),
+            bytes_to_backend: Counter::default(),
+            bytes_to_client: Counter::default(),
             marked_down: Notify::new(),
             check: Arc::new(CheckRecord::default()),
         }
@@ -87,7 +93,11 @@ pub struct SessionGuard(Arc<Backend>);
 impl SessionGuard {
     /// The connect succeeded: the session counts in the backend's total.
     pub fn established(&self) {
-        self.0.total.fetch_add(1, Ordering::Relaxed);
+        self.0.total.inc();
+    }
+
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.0
     }
 }
 
@@ -99,10 +109,17 @@ impl Drop for SessionGuard {
 
 /// The backends of one frontend. A reload replaces the member list in
 /// place; the forwarding path reads it without a lock.
+///
+/// Round robin keeps one cursor per worker thread (each on its own cache
+/// line, no write shared between threads): every worker takes the backends
+/// in turn for the clients it accepted, and worker `i` starts at backend
+/// `i`. Each worker's clients are spread evenly; over all workers, a
+/// backend is ahead of another by at most one session per worker, whatever
+/// the kernel's (`SO_REUSEPORT`) split of clients over the workers.
 #[derive(Debug)]
 pub struct Pool {
     members: ArcSwap<Members>,
-    next: AtomicUsize,
+    next: PerWorker<AtomicUsize>,
 }
 
 /// One version of a pool's membership.
@@ -122,9 +139,13 @@ pub struct View {
 
 impl Pool {
     pub fn new(backends: Vec<Arc<Backend>>, balance: Balance) -> Self {
+        let next: PerWorker<AtomicUsize> = PerWorker::default();
+        for (index, cursor) in next.iter().enumerate() {
+            cursor.store(index, Ordering::Relaxed);
+        }
         Self {
             members: ArcSwap::from_pointee(Members { backends, balance }),
-            next: AtomicUsize::new(0),
+            next,
         }
     }
 
@@ -143,7 +164,11 @@ impl Pool {
     /// in the list (healthy ones first), so a client is refused only when
     /// none of them accepts: with every backend marked down the proxy fails
     /// open instead of refusing everyone on the checks' word.
-    pub fn candidates(&self) -> Vec<Arc<Backend>> {
+    ///
+    /// The list borrows the members (an `arc_swap` guard, no reference
+    /// count shared with the other workers touched); only the backend a
+    /// session settles on is cloned out of it (see [`Backend::begin_connect`]).
+    pub fn candidates(&self) -> Candidates {
         let members = self.members.load();
         let views: Vec<View> = members
             .backends
@@ -154,11 +179,31 @@ impl Pool {
                 active: b.active(),
             })
             .collect();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        order(members.balance, &views, start)
-            .into_iter()
-            .map(|i| Arc::clone(&members.backends[i]))
-            .collect()
+        let start = self.next.local().fetch_add(1, Ordering::Relaxed);
+        let order = order(members.balance, &views, start);
+        Candidates { members, order }
+    }
+}
+
+/// The backends to try for one session, best first: see [`Pool::candidates`].
+#[derive(Debug)]
+pub struct Candidates {
+    members: Guard<Arc<Members>>,
+    order: Vec<usize>,
+}
+
+impl Candidates {
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The backends, in the order to try them.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.order.iter().map(|&i| &self.members.backends[i])
     }
 }
 
@@ -167,31 +212,25 @@ impl Pool {
 /// breaks least-connection ties fairly.
 pub fn order(balance: Balance, views: &[View], start: usize) -> Vec<usize> {
     let n = views.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    // Rotating by `start` spreads ties and gives round robin its turn.
-    let rotated = |healthy: bool| -> Vec<usize> {
-        (0..n)
-            .map(|k| (start + k) % n)
-            .filter(|&i| views[i].healthy == healthy)
-            .collect()
-    };
-    let mut healthy = rotated(true);
-    let mut unhealthy = rotated(false);
-    match balance {
-        Balance::RoundRobin => {}
-        Balance::LeastConn => {
-            healthy.sort_by_key(|&i| views[i].active);
+    // Rotating by `start` spreads ties and gives round robin its turn; the
+    // sort is stable (and, for a few backends, an insertion sort in place:
+    // one allocation per session, the list itself), so the rotation
+    // decides among equals.
+    let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
+    order.sort_by_key(|&i| {
+        let v = views[i];
+        if !v.healthy {
+            // The fail-open tail, fewest connections first.
+            return (true, false, v.active);
         }
-        Balance::LocalFirst => {
-            // Stable sort: local first, then fewest connections, then the rotation.
-            healthy.sort_by_key(|&i| (!views[i].local, views[i].active));
+        match balance {
+            Balance::RoundRobin => (false, false, 0),
+            Balance::LeastConn => (false, false, v.active),
+            // Local first, then fewest connections, then the rotation.
+            Balance::LocalFirst => (false, !v.local, v.active),
         }
-    }
-    unhealthy.sort_by_key(|&i| views[i].active);
-    healthy.extend(unhealthy);
-    healthy
+    });
+    order
 }
 
 #[cfg(test)]
@@ -282,9 +321,9 @@ mod connect_tests {
         let backend = Arc::new(Backend::new("cp-1", "127.0.0.1:1".parse().unwrap(), false));
         let pending = backend.begin_connect();
         assert_eq!(backend.active(), 1);
-        assert_eq!(backend.total.load(Ordering::Relaxed), 0);
+        assert_eq!(backend.total.get(), 0);
         pending.established();
-        assert_eq!(backend.total.load(Ordering::Relaxed), 1);
+        assert_eq!(backend.total.get(), 1);
         drop(pending);
         assert_eq!(backend.active(), 0);
         // Least-conn sends the next client elsewhere while a connect hangs.
@@ -295,7 +334,35 @@ mod connect_tests {
         );
         let _hanging = backend.begin_connect();
         for _ in 0..4 {
-            assert_eq!(pool.candidates()[0].name, "cp-2");
+            assert_eq!(pool.candidates().iter().next().unwrap().name, "cp-2");
         }
+    }
+
+    #[test]
+    fn round_robin_rotates_per_worker_from_the_workers_index() {
+        let backends: Vec<Arc<Backend>> = (0..3)
+            .map(|i| {
+                let address = format!("127.0.0.1:{}", i + 1).parse().unwrap();
+                Arc::new(Backend::new(format!("cp-{i}"), address, false))
+            })
+            .collect();
+        let pool = Arc::new(Pool::new(backends, Balance::RoundRobin));
+        let firsts = |worker: usize| {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || {
+                crate::proxy::counter::set_worker_index(worker);
+                (0..6)
+                    .map(|_| pool.candidates().iter().next().unwrap().name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .unwrap()
+        };
+        // Each worker takes every backend in turn, starting at its index.
+        assert_eq!(firsts(0), ["cp-0", "cp-1", "cp-2", "cp-0", "cp-1", "cp-2"]);
+        assert_eq!(firsts(1), ["cp-1", "cp-2", "cp-0", "cp-1", "cp-2", "cp-0"]);
+        // Worker 0's cursor went on where it stopped.
+        assert_eq!(firsts(0)[0], "cp-0");
+        assert_eq!(firsts(2)[..2], ["cp-2", "cp-0"]);
     }
 }

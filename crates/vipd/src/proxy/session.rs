@@ -10,7 +10,6 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::debug;
 
+use super::counter::Counter;
 use super::pool::{Backend, Pool, SessionGuard};
 use super::proxy_protocol;
 use super::splice::{self, Moved};
@@ -87,23 +87,24 @@ pub fn keepalive(socket: SockRef<'_>) -> io::Result<()> {
 }
 
 /// Connects to the first backend of the pool's order that accepts in time.
+/// The guard holds the backend (and counts the session on it).
 async fn connect(
     pool: &Pool,
     timeout: Duration,
-) -> Result<(TcpStream, Arc<Backend>, SessionGuard, usize), SessionError> {
+) -> Result<(TcpStream, SessionGuard, usize), SessionError> {
     let candidates = pool.candidates();
     let tried = candidates.len();
-    for (attempt, backend) in candidates.into_iter().enumerate() {
+    for (attempt, backend) in candidates.iter().enumerate() {
         let pending = backend.begin_connect();
         let error = match tokio::time::timeout(timeout, connect_to(backend.address)).await {
             Ok(Ok(stream)) => {
                 pending.established();
-                return Ok((stream, backend, pending, attempt));
+                return Ok((stream, pending, attempt));
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {timeout:?}"),
         };
-        backend.connect_failures.fetch_add(1, Ordering::Relaxed);
+        backend.connect_failures.inc();
         debug!(backend = %backend.name, address = %backend.address, %error, "connect failed, trying the next backend");
     }
     Err(SessionError::NoBackend { tried })
@@ -142,7 +143,8 @@ pub async fn serve(
     pool: &Pool,
     settings: &SessionSettings,
 ) -> Result<Finished, SessionError> {
-    let (mut server, backend, _session, retries) = connect(pool, settings.connect_timeout).await?;
+    let (mut server, session, retries) = connect(pool, settings.connect_timeout).await?;
+    let backend = session.backend();
     // The client side inherited TCP_NODELAY and keepalive from the
     // listener (Linux copies them to accepted sockets). The backend side
     // got TCP_NODELAY before its connect and gets keepalive if the session
@@ -156,11 +158,11 @@ pub async fn serve(
     let (to_backend, to_client) = if settings.close_sessions_on_down {
         let marked_down = backend.marked_down.notified();
         tokio::select! {
-            result = forward(client, server, settings, &backend) => result?,
+            result = forward(client, server, settings, backend) => result?,
             () = marked_down => return Err(SessionError::BackendDown(backend.name.clone())),
         }
     } else {
-        forward(client, server, settings, &backend).await?
+        forward(client, server, settings, backend).await?
     };
     Ok(Finished {
         backend: backend.name.clone(),
@@ -216,7 +218,8 @@ struct Direction<'a> {
     /// Set by the first direction to end; the second one then closes
     /// instead of shutting down.
     one_done: &'a AtomicBool,
-    counter: &'a AtomicU64,
+    /// The backend's byte counter for this direction (this worker's slot).
+    counter: &'a Counter,
 }
 
 /// What one read from the source gave.
@@ -276,7 +279,7 @@ impl Direction<'_> {
             let (moved, eof) = self.forward_ready(closed).await?;
             if moved > 0 {
                 total += moved;
-                self.counter.fetch_add(moved, Ordering::Relaxed);
+                self.counter.add(moved);
                 let now = self.started.elapsed().as_millis() as u64;
                 self.last_activity.store(now, Ordering::Relaxed);
             }

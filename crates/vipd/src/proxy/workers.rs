@@ -8,6 +8,10 @@
 //!
 //! The daemon (VRRP, health checks, the control socket) runs on its own
 //! runtime; a frontend's accept loops and sessions run on the workers.
+//!
+//! Each worker knows its index ([`super::counter::worker_index`]): the
+//! statistics counters and the round-robin cursors keep one slot per
+//! worker, so what a worker writes per connection stays in its core's cache.
 
 use std::io;
 use std::sync::Arc;
@@ -56,6 +60,8 @@ impl Workers {
             thread::Builder::new()
                 .name(format!("vipd-proxy-{index}"))
                 .spawn(move || {
+                    // Its slot in the per-worker counters and cursors.
+                    super::counter::set_worker_index(index);
                     runtime.block_on(async move {
                         // Ends when the sender is dropped.
                         while stopped.changed().await.is_ok() {}
