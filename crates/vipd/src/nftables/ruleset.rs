@@ -459,7 +459,11 @@ mod tests {
         let mut quiet = plan(3);
         quiet.observe = false;
         let unwatched = table(&quiet, &[true, true, true]).unwrap();
-        assert_eq!((rules(&unwatched), masked(&unwatched)), (2, 0), "{unwatched}");
+        assert_eq!(
+            (rules(&unwatched), masked(&unwatched)),
+            (2, 0),
+            "{unwatched}"
+        );
         assert!(!unwatched.contains("ct event"), "{unwatched}");
     }
 
