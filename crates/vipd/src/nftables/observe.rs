@@ -11,7 +11,10 @@
 //! the model. Only the active checks bring a target back (`rise`).
 //!
 //! [`Observer`] is the bookkeeping, fed with flows and the time; [`run`]
-//! feeds it from the event socket.
+//! feeds it from the event socket. The DNAT rules set the rewritten flows'
+//! event mask to `new,reply` while the watch is on (`ruleset.rs`): the
+//! creation and the first answer are all it reads, and every TCP state
+//! change would otherwise be one more message to this socket.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
