@@ -886,18 +886,7 @@ impl Drill {
                 .filter(|a| a.at_ms >= from && a.at_ms < to)
                 .collect()
         };
-        let served = |from: f64, to: f64| {
-            let w = window(from, to);
-            let ok = w.iter().filter(|a| a.ok).count();
-            let failed = w.len() - ok;
-            (
-                ok > 0 && failed == 0,
-                format!(
-                    "{ok} ok, {failed} failed in the last {:.1} s",
-                    (to - from) / 1000.0
-                ),
-            )
-        };
+        let served = |from: f64, to: f64| served_in(&log.attempts, from, to);
         // Late in a phase: its last 1.5 s (judged after the client stopped,
         // which waits for every attempt up to its timeout).
         let late_fault = (heal_ms - 1500.0).max(fault_ms);
@@ -1215,6 +1204,29 @@ pub fn disrupted(attempts: &[Attempt], from: f64, to: f64) -> f64 {
     recovered - first.at_ms
 }
 
+/// Whether the client was served from `from` to `to` (ms): at least one
+/// request answered and none failed or slow, with the counts. Slow counts
+/// against: with a 3 s connect timeout a request whose SYN went to a dead
+/// plane late in the fault is answered after the heal, which is no service.
+pub fn served_in(attempts: &[Attempt], from: f64, to: f64) -> (bool, String) {
+    let inside = attempts.iter().filter(|a| a.at_ms >= from && a.at_ms < to);
+    let (mut ok, mut slow, mut failed) = (0, 0, 0);
+    for a in inside {
+        match (a.ok, a.slow()) {
+            (true, false) => ok += 1,
+            (true, true) => slow += 1,
+            (false, _) => failed += 1,
+        }
+    }
+    (
+        ok > 0 && failed == 0 && slow == 0,
+        format!(
+            "{ok} ok, {slow} slow, {failed} failed in the last {:.1} s",
+            (to - from) / 1000.0
+        ),
+    )
+}
+
 /// Per-plane answers, for the report.
 pub fn answers_by_plane(log: &ClientLog) -> BTreeMap<String, usize> {
     let mut by = BTreeMap::new();
@@ -1268,6 +1280,25 @@ mod tests {
         let mut never = attempt(30.0, false);
         never.connect_ms = None;
         assert!(!never.slow() && !never.served());
+    }
+
+    #[test]
+    fn a_slow_answer_is_no_service() {
+        let mut slow = attempt(20.0, true);
+        slow.connect_ms = Some(1003.0);
+        let fine = [attempt(0.0, true), attempt(10.0, true)];
+        assert_eq!(
+            served_in(&fine, 0.0, 1500.0),
+            (true, "2 ok, 0 slow, 0 failed in the last 1.5 s".to_owned())
+        );
+        let late = [attempt(0.0, true), slow.clone()];
+        assert_eq!(
+            served_in(&late, 0.0, 1500.0),
+            (false, "1 ok, 1 slow, 0 failed in the last 1.5 s".to_owned())
+        );
+        assert!(!served_in(&[attempt(0.0, false)], 0.0, 1500.0).0);
+        assert!(!served_in(&[], 0.0, 1500.0).0, "nothing answered");
+        assert!(served_in(&late, 0.0, 15.0).0, "the slow one is outside");
     }
 
     #[test]
