@@ -159,7 +159,7 @@ fn render_nftables_prints_the_all_healthy_ruleset() {
 }
 
 #[test]
-fn render_nftables_explains_a_node_without_dnat() {
+fn render_nftables_explains_a_node_without_dnat_and_prints_a_proxy_holders_guard() {
     let config = format!("{FIXTURES}/three-planes.toml");
     let (stdout, stderr, code) = vipd(&["render", "nftables", "-c", &config, "--node", "cp-1"]);
     assert_eq!(code, 1);
@@ -175,7 +175,8 @@ fn render_nftables_explains_a_node_without_dnat() {
         .unwrap()
         .replace("datapath = \"dnat\"", "datapath = \"proxy\"");
     std::fs::write(&proxy, text).unwrap();
-    let (_, stderr, code) = vipd(&[
+    // A proxy-datapath holder loads the crash guard alone: that is printed.
+    let (stdout, stderr, code) = vipd(&[
         "render",
         "nftables",
         "-c",
@@ -183,8 +184,15 @@ fn render_nftables_explains_a_node_without_dnat() {
         "--node",
         "lb-a",
     ]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("api.datapath = \"proxy\""), "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    let guard = vipd::nftables::guard::replace_batch(
+        node_plan("three-planes.toml", "lb-a")
+            .dnat
+            .unwrap()
+            .destination,
+    );
+    assert_eq!(stdout, guard);
+    assert!(!stdout.contains("table inet vipd\n"), "{stdout}");
 
     let (_, stderr, code) = vipd(&["render", "nftables", "-c", &config, "--node", "lb-z"]);
     assert_eq!(code, 1);
@@ -218,6 +226,19 @@ fn the_kernel_accepts_every_golden_file() {
         let path = golden_path(case.name);
         if let Err(stderr) = nft_check_in(&host, &path) {
             refused.push(format!("{}:\n{stderr}", path.display()));
+        }
+    }
+    // The proxy datapath's crash guard, for an IPv4 and an IPv6 VIP.
+    let dir = tempfile::tempdir().unwrap();
+    for vip in ["198.18.0.100:6443", "[2001:db8::100]:443"] {
+        let path = dir.path().join("guard.nft");
+        std::fs::write(
+            &path,
+            vipd::nftables::guard::replace_batch(vip.parse().unwrap()),
+        )
+        .unwrap();
+        if let Err(stderr) = nft_check_in(&host, &path) {
+            refused.push(format!("the crash guard for {vip}:\n{stderr}"));
         }
     }
     assert!(

@@ -474,3 +474,116 @@ fn reload_status_metrics_and_verify_under_load() {
         server.store(true, Ordering::Relaxed);
     }
 }
+
+/// Whether the crash guard's table is loaded in `host`.
+fn guard_loaded(host: &Netns) -> bool {
+    host.run("nft", &["list", "table", "inet", "vipd_guard"])
+        .unwrap()
+        .status
+        .success()
+}
+
+/// A connect from `client` to VIP:6443 that gives up after 1.5 s.
+fn connect_vip(client: &Netns) -> std::io::Result<TcpStream> {
+    let address: SocketAddr = format!("{VIP}:6443").parse().unwrap();
+    client
+        .enter(|| TcpStream::connect_timeout(&address, Duration::from_millis(1500)))
+        .unwrap()
+}
+
+#[test]
+fn a_killed_proxy_holder_leaves_no_reset_behind() {
+    if !require_root("a_killed_proxy_holder_leaves_no_reset_behind") {
+        return;
+    }
+    use nix::sys::signal::Signal;
+    let mut topo = Topology::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config: PathBuf = dir.path().join("cluster.toml");
+    std::fs::write(&config, cluster(&[1], 150, "1h")).unwrap();
+    let plane = topo.add_host("p1").unwrap();
+    topo.plug(&plane, "eth0", &["198.18.0.11/24".parse().unwrap()])
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    for port in [6443, 16443] {
+        let address: SocketAddr = format!("198.18.0.11:{port}").parse().unwrap();
+        echo_server(&plane, address, Arc::clone(&stop));
+    }
+    let holder = topo.add_host("holder").unwrap();
+    topo.plug(&holder, "eth0", &["198.18.0.1/24".parse().unwrap()])
+        .unwrap();
+    let client = topo.add_host("client").unwrap();
+    topo.plug(&client, "eth0", &["198.18.0.31/24".parse().unwrap()])
+        .unwrap();
+
+    let start = |topo: &mut Topology, run: &str| {
+        let log = dir.path().join(format!("holder-{run}.log"));
+        let mut command = holder.command(env!("CARGO_BIN_EXE_vipd"));
+        command
+            .args(["run", "-c"])
+            .arg(&config)
+            .args(["--node", "holder", "--socket"])
+            .arg(dir.path().join(format!("holder-{run}.sock")))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let pid = topo.spawn(command).unwrap();
+        let read_log = move || std::fs::read_to_string(&log).unwrap_or_default();
+        let master = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            read_log().contains("VIP added")
+        });
+        assert!(master, "{}", read_log());
+        (pid, read_log)
+    };
+
+    // A stop removes the guard, after the VIP.
+    let (pid, read_log) = start(&mut topo, "stopped");
+    assert!(guard_loaded(&holder), "{}", read_log());
+    connect_vip(&client).expect("the proxy answers");
+    topo.signal(pid, Signal::SIGTERM).unwrap();
+    let gone = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        !guard_loaded(&holder)
+    });
+    assert!(gone, "the guard outlived a stop\n{}", read_log());
+
+    // A kill leaves the VIP and the guard: connects go unanswered, not refused.
+    let (pid, read_log) = start(&mut topo, "killed");
+    assert!(guard_loaded(&holder), "{}", read_log());
+    connect_vip(&client).expect("the proxy answers");
+    topo.signal(pid, Signal::SIGKILL).unwrap();
+    let vip_stays = || {
+        let out = holder
+            .run("ip", &["-o", "addr", "show", "dev", "eth0"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
+    };
+    let unanswered = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        connect_vip(&client).is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+    });
+    assert!(unanswered, "no timeout after the kill\n{}", read_log());
+    assert!(
+        vip_stays(),
+        "the VIP left with the process: nothing to guard"
+    );
+    let counter = holder
+        .run(
+            "nft",
+            &["list", "counter", "inet", "vipd_guard", "resets_dropped"],
+        )
+        .unwrap();
+    let counter = String::from_utf8_lossy(&counter.stdout).into_owned();
+    assert!(
+        !counter.contains("packets 0 "),
+        "the guard counted no reset: {counter}"
+    );
+
+    // Without the guard the same connect is refused at once: the guard is
+    // what made the difference.
+    let removed = holder
+        .run("nft", &["delete", "table", "inet", "vipd_guard"])
+        .unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    let refused = connect_vip(&client).expect_err("nothing listens on the VIP");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(vip_stays());
+    stop.store(true, Ordering::Relaxed);
+}

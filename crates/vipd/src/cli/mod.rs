@@ -288,8 +288,9 @@ pub enum RenderCommand {
     /// Printed as if every plane were healthy, as the daemon loads it at
     /// start. The file replaces the table in one transaction, so
     /// `vipd render nftables ... | nft -c -f -` checks it and `| nft -f -`
-    /// loads it by hand. The node must hold the VIP with `api.datapath =
-    /// "dnat"`.
+    /// loads it by hand. The node must hold the VIP. With `api.datapath =
+    /// "proxy"` it prints the crash guard instead (table `inet
+    /// vipd_guard`), the only table such a holder loads.
     Nftables(RenderArgs),
     /// A node's wg-quick file: its interface, private key and every peer.
     ///

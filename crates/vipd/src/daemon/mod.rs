@@ -104,6 +104,8 @@ pub struct Daemon {
     frontends: BTreeMap<SocketAddr, FrontendTask>,
     dnat: Option<DnatTask>,
     vrrp: Option<VrrpTask>,
+    /// The VIP listener the crash guard (`nftables::guard`) is loaded for.
+    guard: Option<SocketAddr>,
     /// The control socket and the metrics listener.
     services: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
     done_tx: mpsc::UnboundedSender<Outcome>,
@@ -148,6 +150,7 @@ impl Daemon {
             frontends: BTreeMap::new(),
             dnat: None,
             vrrp: None,
+            guard: None,
             services: Vec::new(),
             done_tx,
             done_rx,
@@ -194,6 +197,8 @@ impl Daemon {
         if let Some(plan) = self.plan.dnat.clone() {
             self.spawn_dnat(plan);
         }
+        // Before VRRP can take the VIP.
+        self.set_guard(self.guarded_listener(vrrp.is_some())).await;
         if let Some(config) = vrrp {
             self.spawn_vrrp(config);
         }
@@ -398,6 +403,8 @@ impl Daemon {
         for handle in handles {
             let _ = handle.await;
         }
+        // The VIP is gone (VRRP stopped first): nothing left to guard.
+        self.set_guard(None).await;
         for (stop, handle) in self.services.drain(..) {
             stop.send_replace(true);
             let _ = handle.await;
@@ -472,6 +479,44 @@ impl Daemon {
                 handle,
             },
         );
+    }
+
+    /// The VIP listener of the `proxy` datapath on a VIP holder: what the
+    /// crash guard protects.
+    fn guarded_listener(&self, holds_vip: bool) -> Option<SocketAddr> {
+        holds_vip
+            .then(|| self.plan.frontends.iter().find(|f| f.name == "vip"))
+            .flatten()
+            .map(|f| f.listen)
+    }
+
+    /// Loads, replaces or removes the crash guard so that it matches
+    /// `want`. A failure is logged and leaves the daemon running: the
+    /// guard only shortens the window after a crash.
+    async fn set_guard(&mut self, want: Option<SocketAddr>) {
+        if want == self.guard {
+            return;
+        }
+        match crate::nftables::guard::set(&crate::nftables::Nft::default(), want).await {
+            Ok(()) => {
+                match want {
+                    Some(vip) => info!(
+                        listener = %vip,
+                        table = crate::nftables::guard::GUARD_TABLE,
+                        "crash guard loaded: if this daemon dies, SYNs to the VIP get no reset"
+                    ),
+                    None => info!(
+                        table = crate::nftables::guard::GUARD_TABLE,
+                        "crash guard removed"
+                    ),
+                }
+                self.guard = want;
+            }
+            Err(e) => warn!(
+                table = crate::nftables::guard::GUARD_TABLE,
+                "crash guard not changed: {e}"
+            ),
+        }
     }
 
     fn spawn_dnat(&mut self, plan: DnatPlan) {

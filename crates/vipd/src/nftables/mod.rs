@@ -17,10 +17,15 @@
 //! - [`observe`]: passive health, a target that leaves new flows
 //!   unanswered is marked down without waiting for the checks;
 //! - [`driver`]: the loop the daemon runs ([`run`]).
+//!
+//! With `datapath = "proxy"` a VIP holder loads only [`guard`]: its own
+//! table `inet vipd_guard`, which keeps the kernel from refusing clients
+//! while a crashed vipd leaves the VIP behind.
 
 pub mod apply;
 pub mod conntrack;
 pub mod driver;
+pub mod guard;
 pub mod observe;
 pub mod ruleset;
 

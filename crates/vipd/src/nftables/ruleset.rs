@@ -25,7 +25,8 @@ use ipnet::IpNet;
 
 use crate::config::resolve::DnatPlan;
 
-/// The table vipd owns; it touches nothing outside it.
+/// The DNAT table vipd owns; it touches nothing outside it (but for the
+/// `proxy` datapath's own crash guard, `guard::GUARD_TABLE`).
 pub const TABLE: &str = "vipd";
 /// The table's family: one table for IPv4 and IPv6.
 pub const FAMILY: &str = "inet";
