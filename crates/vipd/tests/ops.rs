@@ -219,6 +219,33 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Starts `vipd run --node holder` in `holder` with its control socket at
+/// `socket` and its log in `log`, and waits until it holds the VIP.
+/// Returns its pid and a reader of its log.
+fn start_holder(
+    topo: &mut Topology,
+    holder: &Netns,
+    config: &Path,
+    socket: &Path,
+    log: PathBuf,
+) -> (u32, impl Fn() -> String + use<>) {
+    let mut command = holder.command(env!("CARGO_BIN_EXE_vipd"));
+    command
+        .args(["run", "-c"])
+        .arg(config)
+        .args(["--node", "holder", "--socket"])
+        .arg(socket)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let pid = topo.spawn(command).unwrap();
+    let read_log = move || std::fs::read_to_string(&log).unwrap_or_default();
+    let master = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        read_log().contains("VIP added")
+    });
+    assert!(master, "{}", read_log());
+    (pid, read_log)
+}
+
 #[test]
 fn reload_status_metrics_and_verify_under_load() {
     if !require_root("reload_status_metrics_and_verify_under_load") {
@@ -252,21 +279,13 @@ fn reload_status_metrics_and_verify_under_load() {
     topo.plug(&client, "eth0", &["198.18.0.31/24".parse().unwrap()])
         .unwrap();
 
-    let log = dir.path().join("holder.log");
-    let mut command = holder.command(env!("CARGO_BIN_EXE_vipd"));
-    command
-        .args(["run", "-c"])
-        .arg(&config)
-        .args(["--node", "holder", "--socket"])
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    topo.spawn(command).unwrap();
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let master = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        read_log().contains("VIP added")
-    });
-    assert!(master, "{}", read_log());
+    let (_, read_log) = start_holder(
+        &mut topo,
+        &holder,
+        &config,
+        &socket,
+        dir.path().join("holder.log"),
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
@@ -517,22 +536,13 @@ fn a_killed_proxy_holder_leaves_no_reset_behind() {
         .unwrap();
 
     let start = |topo: &mut Topology, run: &str| {
-        let log = dir.path().join(format!("holder-{run}.log"));
-        let mut command = holder.command(env!("CARGO_BIN_EXE_vipd"));
-        command
-            .args(["run", "-c"])
-            .arg(&config)
-            .args(["--node", "holder", "--socket"])
-            .arg(dir.path().join(format!("holder-{run}.sock")))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let pid = topo.spawn(command).unwrap();
-        let read_log = move || std::fs::read_to_string(&log).unwrap_or_default();
-        let master = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            read_log().contains("VIP added")
-        });
-        assert!(master, "{}", read_log());
-        (pid, read_log)
+        start_holder(
+            topo,
+            &holder,
+            &config,
+            &dir.path().join(format!("holder-{run}.sock")),
+            dir.path().join(format!("holder-{run}.log")),
+        )
     };
 
     // A stop removes the guard, after the VIP.
