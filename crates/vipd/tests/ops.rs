@@ -331,6 +331,10 @@ fn reload_status_metrics_and_verify_under_load() {
     );
     assert!(report.contains("PASS  vip-local"), "{report}");
     assert!(report.contains("PASS  apiserver p2"), "{report}");
+    assert!(
+        report.contains("PASS  crash-guard") && report.contains(&format!("guards {VIP}:6443")),
+        "{report}"
+    );
 
     // Reload: a third plane, a new priority, a new idle timeout.
     std::fs::write(&config, cluster(&[1, 2, 3], 160, "2h")).unwrap();
@@ -595,5 +599,20 @@ fn a_killed_proxy_holder_leaves_no_reset_behind() {
     let refused = connect_vip(&client).expect_err("nothing listens on the VIP");
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     assert!(vip_stays());
+    // And `vipd verify` says the guard is missing.
+    let out = holder
+        .command(env!("CARGO_BIN_EXE_vipd"))
+        .args(["verify", "-c"])
+        .arg(&config)
+        .args(["--node", "holder", "--socket"])
+        .arg(dir.path().join("holder-killed.sock"))
+        .output()
+        .unwrap();
+    let report = text(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains("FAIL  crash-guard") && report.contains("vipd_guard is missing"),
+        "{report}"
+    );
     stop.store(true, Ordering::Relaxed);
 }

@@ -325,7 +325,55 @@ async fn local_checks(spec: &ClusterSpec, plan: &NodePlan, args: &VerifyArgs) ->
     if let Some(dnat) = &plan.dnat {
         out.push(dnat_table(dnat, status.as_ref()).await);
     }
+    if plan.vrrp.is_some()
+        && let Some(vip) = plan.frontends.iter().find(|f| f.name == "vip")
+    {
+        out.push(crash_guard(vip.listen).await);
+    }
     out
+}
+
+/// On a `proxy` holder: the crash guard's table is loaded for VIP:port.
+async fn crash_guard(listener: std::net::SocketAddr) -> Finding {
+    use crate::nftables::guard::{GUARD_COUNTER, GUARD_TABLE};
+    let name = "crash-guard";
+    let nft = crate::nftables::Nft::default();
+    match nft.list_named(GUARD_TABLE).await {
+        Ok(Some(text)) => {
+            let rule = format!("saddr {} tcp sport {} ", listener.ip(), listener.port());
+            if !text.contains(&rule) {
+                return finding(
+                    name,
+                    Verdict::Fail,
+                    format!(
+                        "table inet {GUARD_TABLE} does not guard {listener}: reload the daemon (`vipd reload`)"
+                    ),
+                );
+            }
+            // `counter resets_dropped { packets N bytes M }` when listed.
+            let dropped = text
+                .split(&format!("counter {GUARD_COUNTER}"))
+                .nth(1)
+                .and_then(|rest| rest.split("packets ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("?");
+            finding(
+                name,
+                Verdict::Pass,
+                format!(
+                    "table inet {GUARD_TABLE} guards {listener} ({dropped} resets dropped so far)"
+                ),
+            )
+        }
+        Ok(None) => finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "table inet {GUARD_TABLE} is missing: after a crash, clients would be refused until the backup takes over; the daemon loads it at start (see its log)"
+            ),
+        ),
+        Err(e) => finding(name, Verdict::Fail, format!("cannot list it: {e}")),
+    }
 }
 
 /// The `inet vipd` table is there, and the targets it sends new flows to

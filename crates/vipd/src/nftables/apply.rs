@@ -130,14 +130,19 @@ impl Nft {
     /// The table as `nft list table inet vipd` prints it; `None` when there
     /// is no such table.
     pub async fn list_table(&self) -> Result<Option<String>, NftError> {
-        let outcome = self.run(&["list", "table", FAMILY, TABLE], None).await?;
+        self.list_named(TABLE).await
+    }
+
+    /// `nft list table inet NAME`; `None` when there is no such table.
+    pub async fn list_named(&self, name: &str) -> Result<Option<String>, NftError> {
+        let outcome = self.run(&["list", "table", FAMILY, name], None).await?;
         if outcome.success {
             Ok(Some(outcome.stdout))
         } else if outcome.stderr.contains("No such file or directory") {
             Ok(None)
         } else {
             Err(NftError::Failed {
-                args: format!("list table {FAMILY} {TABLE}"),
+                args: format!("list table {FAMILY} {name}"),
                 stderr: outcome.stderr,
             })
         }
