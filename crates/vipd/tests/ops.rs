@@ -616,3 +616,86 @@ fn a_killed_proxy_holder_leaves_no_reset_behind() {
     );
     stop.store(true, Ordering::Relaxed);
 }
+
+#[test]
+fn a_holder_the_vip_left_closes_its_sessions() {
+    if !require_root("a_holder_the_vip_left_closes_its_sessions") {
+        return;
+    }
+    let mut topo = Topology::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config: PathBuf = dir.path().join("cluster.toml");
+    // A second holder with a higher priority, started later: it preempts.
+    let text = cluster(&[1], 150, "1h")
+        + "\n[[nodes]]\nname = \"holder2\"\nroles = [\"vip\"]\naddress = \"198.18.0.2\"\npriority = 200\n";
+    std::fs::write(&config, text).unwrap();
+    let plane = topo.add_host("p1").unwrap();
+    topo.plug(&plane, "eth0", &["198.18.0.11/24".parse().unwrap()])
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    for port in [6443, 16443] {
+        let address: SocketAddr = format!("198.18.0.11:{port}").parse().unwrap();
+        echo_server(&plane, address, Arc::clone(&stop));
+    }
+    let holder = topo.add_host("holder").unwrap();
+    topo.plug(&holder, "eth0", &["198.18.0.1/24".parse().unwrap()])
+        .unwrap();
+    let holder2 = topo.add_host("holder2").unwrap();
+    topo.plug(&holder2, "eth0", &["198.18.0.2/24".parse().unwrap()])
+        .unwrap();
+    let client = topo.add_host("client").unwrap();
+    topo.plug(&client, "eth0", &["198.18.0.31/24".parse().unwrap()])
+        .unwrap();
+
+    let socket = dir.path().join("holder.sock");
+    let (_, read_log) = start_holder(
+        &mut topo,
+        &holder,
+        &config,
+        &socket,
+        dir.path().join("holder.log"),
+    );
+    // A session through the first holder, kept open.
+    let mut stream = connect_vip(&client).expect("the proxy answers");
+    stream.write_all(b"ping\n").unwrap();
+    let mut buf = [0u8; 5];
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    stream.read_exact(&mut buf).unwrap();
+    let active = || {
+        status(&socket)["frontends"][0]["active"]
+            .as_u64()
+            .unwrap_or(99)
+    };
+    assert_eq!(active(), 1, "{}", read_log());
+
+    // The second holder takes the VIP over.
+    let log2 = dir.path().join("holder2.log");
+    let mut command = holder2.command(env!("CARGO_BIN_EXE_vipd"));
+    command
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--node", "holder2", "--socket"])
+        .arg(dir.path().join("holder2.sock"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log2).unwrap());
+    topo.spawn(command).unwrap();
+    let moved = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        std::fs::read_to_string(&log2)
+            .unwrap_or_default()
+            .contains("VIP added")
+    });
+    assert!(moved, "holder2 did not take the VIP");
+    // drain_timeout (2 s) after the VIP left, the session is closed here.
+    let closed = Topology::wait_for(Duration::from_secs(8), Duration::from_millis(50), || {
+        active() == 0
+    });
+    assert!(closed, "the session outlived the VIP\n{}", read_log());
+    assert!(
+        read_log().contains("the VIP is on another holder: closing the sessions still open here"),
+        "{}",
+        read_log()
+    );
+    stop.store(true, Ordering::Relaxed);
+}

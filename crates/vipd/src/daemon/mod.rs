@@ -106,6 +106,9 @@ pub struct Daemon {
     vrrp: Option<VrrpTask>,
     /// The VIP listener the crash guard (`nftables::guard`) is loaded for.
     guard: Option<SocketAddr>,
+    /// Since when this holder, not master, has had sessions on its VIP
+    /// frontend (see `close_orphans`).
+    orphans_since: Option<std::time::Instant>,
     /// The control socket and the metrics listener.
     services: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
     done_tx: mpsc::UnboundedSender<Outcome>,
@@ -151,6 +154,7 @@ impl Daemon {
             dnat: None,
             vrrp: None,
             guard: None,
+            orphans_since: None,
             services: Vec::new(),
             done_tx,
             done_rx,
@@ -342,6 +346,7 @@ impl Daemon {
                 _ = stop.changed() => break Ok(()),
                 _ = tick.tick() => {
                     pulse.beat();
+                    self.close_orphans();
                     let now = self.summary();
                     if now != summary {
                         notify(Event::Status(now.clone()));
@@ -479,6 +484,34 @@ impl Daemon {
                 handle,
             },
         );
+    }
+
+    /// On a `proxy` holder that is not master, the VIP frontend's sessions
+    /// are left over from when it was (the VIP is on another holder now, and
+    /// their clients reach that one after its gratuitous ARPs). After the
+    /// frontend's `drain_timeout` they are closed: left open they would hold
+    /// their apiserver connections and count for least-conn until TCP gives
+    /// up on the client leg, minutes later.
+    fn close_orphans(&mut self) {
+        let master = self
+            .vrrp
+            .as_ref()
+            .is_none_or(|v| v.status.lock().state == "master");
+        let vip = self.frontends.values().find(|f| f.shared.name == "vip");
+        let Some(task) = vip.filter(|t| !master && t.shared.stats.active.get() > 0) else {
+            self.orphans_since = None;
+            return;
+        };
+        let since = *self.orphans_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= task.config.settings.drain_timeout.get() {
+            self.orphans_since = None;
+            info!(
+                frontend = "vip",
+                sessions = task.shared.stats.active.get(),
+                "the VIP is on another holder: closing the sessions still open here"
+            );
+            task.shared.close_sessions();
+        }
     }
 
     /// The VIP listener of the `proxy` datapath on a VIP holder: what the

@@ -45,6 +45,8 @@ pub struct Frontend {
     pub pool: Arc<Pool>,
     pub stats: FrontendStats,
     limit: Limit,
+    /// Bumped to make every accept loop close the sessions it holds.
+    close_all: watch::Sender<u64>,
 }
 
 impl Frontend {
@@ -55,7 +57,17 @@ impl Frontend {
             pool: Arc::new(Pool::new(Vec::new(), balance)),
             stats: FrontendStats::default(),
             limit: Limit::default(),
+            close_all: watch::channel(0).0,
         }
+    }
+
+    /// Closes every session open now (new ones are accepted as before):
+    /// for the VIP frontend of a holder the VIP has left, whose clients
+    /// already talk to the new master. Left open, such sessions would hold
+    /// their apiserver connections and count for least-conn for minutes.
+    pub fn close_sessions(&self) {
+        self.close_all
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 }
 
@@ -353,6 +365,7 @@ impl Shard {
         let name = self.name;
         let listener = TcpListener::from_std(listener)?;
         let mut sessions = JoinSet::new();
+        let mut close_all = self.frontend.0.close_all.subscribe();
         // One wait for the stop for the loop's life: a new `changed()` per
         // round would register with the channel (a lock shared with the
         // other workers' loops) per connection.
@@ -369,12 +382,21 @@ impl Shard {
                 None => tokio::select! {
                     biased;
                     _ = &mut stopped => break,
+                    Ok(()) = close_all.changed() => {
+                        close(name, &mut sessions);
+                        continue;
+                    }
                     admitted = self.frontend.admit() => admitted,
                 },
             };
             let accepted = tokio::select! {
                 biased;
                 _ = &mut stopped => break,
+                Ok(()) = close_all.changed() => {
+                    close(name, &mut sessions);
+                    place = Some(admitted);
+                    continue;
+                }
                 accepted = listener.accept() => accepted,
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {
                     place = Some(admitted);
@@ -419,6 +441,19 @@ impl Shard {
         drop(listener);
         drain(name, &mut sessions, self.live.load().drain_timeout).await;
         Ok(())
+    }
+}
+
+/// Aborts the sessions of one accept loop: their sockets close, their
+/// places and counts are given back as each task is dropped.
+fn close<T: 'static>(name: &str, sessions: &mut JoinSet<T>) {
+    if !sessions.is_empty() {
+        info!(
+            frontend = name,
+            sessions = sessions.len(),
+            "closing the sessions of this accept loop"
+        );
+        sessions.abort_all();
     }
 }
 
