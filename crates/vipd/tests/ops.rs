@@ -514,31 +514,62 @@ fn connect_vip(client: &Netns) -> std::io::Result<TcpStream> {
         .unwrap()
 }
 
+/// One plane (echo servers as apiserver and plane proxy), a holder and a
+/// client on one bridge, and `cluster_text` written as the cluster file.
+struct OnePlane {
+    topo: Topology,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    holder: Netns,
+    client: Netns,
+    stop: Arc<AtomicBool>,
+}
+
+impl OnePlane {
+    fn new(cluster_text: &str) -> Self {
+        let mut topo = Topology::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, cluster_text).unwrap();
+        let plane = topo.add_host("p1").unwrap();
+        topo.plug(&plane, "eth0", &["198.18.0.11/24".parse().unwrap()])
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        for port in [6443, 16443] {
+            let address: SocketAddr = format!("198.18.0.11:{port}").parse().unwrap();
+            echo_server(&plane, address, Arc::clone(&stop));
+        }
+        let holder = topo.add_host("holder").unwrap();
+        topo.plug(&holder, "eth0", &["198.18.0.1/24".parse().unwrap()])
+            .unwrap();
+        let client = topo.add_host("client").unwrap();
+        topo.plug(&client, "eth0", &["198.18.0.31/24".parse().unwrap()])
+            .unwrap();
+        Self {
+            topo,
+            dir,
+            config,
+            holder,
+            client,
+            stop,
+        }
+    }
+}
+
 #[test]
 fn a_killed_proxy_holder_leaves_no_reset_behind() {
     if !require_root("a_killed_proxy_holder_leaves_no_reset_behind") {
         return;
     }
     use nix::sys::signal::Signal;
-    let mut topo = Topology::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config: PathBuf = dir.path().join("cluster.toml");
-    std::fs::write(&config, cluster(&[1], 150, "1h")).unwrap();
-    let plane = topo.add_host("p1").unwrap();
-    topo.plug(&plane, "eth0", &["198.18.0.11/24".parse().unwrap()])
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    for port in [6443, 16443] {
-        let address: SocketAddr = format!("198.18.0.11:{port}").parse().unwrap();
-        echo_server(&plane, address, Arc::clone(&stop));
-    }
-    let holder = topo.add_host("holder").unwrap();
-    topo.plug(&holder, "eth0", &["198.18.0.1/24".parse().unwrap()])
-        .unwrap();
-    let client = topo.add_host("client").unwrap();
-    topo.plug(&client, "eth0", &["198.18.0.31/24".parse().unwrap()])
-        .unwrap();
-
+    let OnePlane {
+        mut topo,
+        dir,
+        config,
+        holder,
+        client,
+        stop,
+    } = OnePlane::new(&cluster(&[1], 150, "1h"));
     let start = |topo: &mut Topology, run: &str| {
         start_holder(
             topo,
@@ -622,29 +653,20 @@ fn a_holder_the_vip_left_closes_its_sessions() {
     if !require_root("a_holder_the_vip_left_closes_its_sessions") {
         return;
     }
-    let mut topo = Topology::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config: PathBuf = dir.path().join("cluster.toml");
     // A second holder with a higher priority, started later: it preempts.
-    let text = cluster(&[1], 150, "1h")
-        + "\n[[nodes]]\nname = \"holder2\"\nroles = [\"vip\"]\naddress = \"198.18.0.2\"\npriority = 200\n";
-    std::fs::write(&config, text).unwrap();
-    let plane = topo.add_host("p1").unwrap();
-    topo.plug(&plane, "eth0", &["198.18.0.11/24".parse().unwrap()])
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    for port in [6443, 16443] {
-        let address: SocketAddr = format!("198.18.0.11:{port}").parse().unwrap();
-        echo_server(&plane, address, Arc::clone(&stop));
-    }
-    let holder = topo.add_host("holder").unwrap();
-    topo.plug(&holder, "eth0", &["198.18.0.1/24".parse().unwrap()])
-        .unwrap();
+    let OnePlane {
+        mut topo,
+        dir,
+        config,
+        holder,
+        client,
+        stop,
+    } = OnePlane::new(
+        &(cluster(&[1], 150, "1h")
+            + "\n[[nodes]]\nname = \"holder2\"\nroles = [\"vip\"]\naddress = \"198.18.0.2\"\npriority = 200\n"),
+    );
     let holder2 = topo.add_host("holder2").unwrap();
     topo.plug(&holder2, "eth0", &["198.18.0.2/24".parse().unwrap()])
-        .unwrap();
-    let client = topo.add_host("client").unwrap();
-    topo.plug(&client, "eth0", &["198.18.0.31/24".parse().unwrap()])
         .unwrap();
 
     let socket = dir.path().join("holder.sock");

@@ -502,7 +502,9 @@ impl Daemon {
             self.orphans_since = None;
             return;
         };
-        let since = *self.orphans_since.get_or_insert_with(std::time::Instant::now);
+        let since = *self
+            .orphans_since
+            .get_or_insert_with(std::time::Instant::now);
         if since.elapsed() >= task.config.settings.drain_timeout.get() {
             self.orphans_since = None;
             info!(
