@@ -31,10 +31,8 @@ pub fn nftables(args: &RenderArgs) -> ExitCode {
             );
         } else if datapath == Datapath::Proxy {
             // What such a holder loads: the crash guard alone.
-            if let Some(vip) = plan.frontends.iter().find(|f| f.name == "vip") {
-                return print_rendered(Ok::<_, String>(crate::nftables::guard::replace_batch(
-                    vip.listen,
-                )));
+            if let Some(vip) = plan.vip_listener() {
+                return print_rendered(Ok(crate::nftables::guard::replace_batch(vip)));
             }
             eprintln!(
                 "error: {} sets api.datapath = \"proxy\": the VIP holder proxies VIP:port in user space and loads no DNAT table; set api.datapath = \"dnat\" for the kernel datapath",

@@ -325,10 +325,8 @@ async fn local_checks(spec: &ClusterSpec, plan: &NodePlan, args: &VerifyArgs) ->
     if let Some(dnat) = &plan.dnat {
         out.push(dnat_table(dnat, status.as_ref()).await);
     }
-    if plan.vrrp.is_some()
-        && let Some(vip) = plan.frontends.iter().find(|f| f.name == "vip")
-    {
-        out.push(crash_guard(vip.listen).await);
+    if let Some(vip) = plan.vip_listener() {
+        out.push(crash_guard(vip).await);
     }
     out
 }

@@ -388,6 +388,18 @@ pub struct NodePlan {
     pub wireguard: Option<WireguardPlan>,
 }
 
+impl NodePlan {
+    /// VIP:port as this node's own proxy listens on it: a VIP holder with
+    /// the `proxy` datapath (what the crash guard protects).
+    pub fn vip_listener(&self) -> Option<SocketAddr> {
+        self.vrrp.as_ref()?;
+        self.frontends
+            .iter()
+            .find(|f| f.name == "vip")
+            .map(|f| f.listen)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VrrpPlan {
     pub interface: String,

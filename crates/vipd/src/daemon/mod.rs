@@ -202,7 +202,7 @@ impl Daemon {
             self.spawn_dnat(plan);
         }
         // Before VRRP can take the VIP.
-        self.set_guard(self.guarded_listener(vrrp.is_some())).await;
+        self.set_guard(self.plan.vip_listener()).await;
         if let Some(config) = vrrp {
             self.spawn_vrrp(config);
         }
@@ -516,42 +516,32 @@ impl Daemon {
         }
     }
 
-    /// The VIP listener of the `proxy` datapath on a VIP holder: what the
-    /// crash guard protects.
-    fn guarded_listener(&self, holds_vip: bool) -> Option<SocketAddr> {
-        holds_vip
-            .then(|| self.plan.frontends.iter().find(|f| f.name == "vip"))
-            .flatten()
-            .map(|f| f.listen)
-    }
-
     /// Loads, replaces or removes the crash guard so that it matches
-    /// `want`. A failure is logged and leaves the daemon running: the
-    /// guard only shortens the window after a crash.
-    async fn set_guard(&mut self, want: Option<SocketAddr>) {
+    /// `want`, and says what it did (`None`: nothing to do). A failure is
+    /// logged and leaves the daemon running: the guard only shortens the
+    /// window after a crash.
+    async fn set_guard(&mut self, want: Option<SocketAddr>) -> Option<String> {
+        use crate::nftables::guard::GUARD_TABLE;
         if want == self.guard {
-            return;
+            return None;
         }
-        match crate::nftables::guard::set(&crate::nftables::Nft::default(), want).await {
+        let done = match crate::nftables::guard::set(&crate::nftables::Nft::default(), want).await {
             Ok(()) => {
-                match want {
-                    Some(vip) => info!(
-                        listener = %vip,
-                        table = crate::nftables::guard::GUARD_TABLE,
-                        "crash guard loaded: if this daemon dies, SYNs to the VIP get no reset"
-                    ),
-                    None => info!(
-                        table = crate::nftables::guard::GUARD_TABLE,
-                        "crash guard removed"
-                    ),
-                }
                 self.guard = want;
+                match want {
+                    Some(vip) => format!(
+                        "crash guard for {vip} loaded (table inet {GUARD_TABLE}): if this daemon dies, SYNs to the VIP get no reset"
+                    ),
+                    None => format!("crash guard removed (table inet {GUARD_TABLE})"),
+                }
             }
-            Err(e) => warn!(
-                table = crate::nftables::guard::GUARD_TABLE,
-                "crash guard not changed: {e}"
-            ),
-        }
+            Err(e) => {
+                warn!("crash guard (table inet {GUARD_TABLE}) not changed: {e}");
+                return Some(format!("crash guard not changed: {e}"));
+            }
+        };
+        info!("{done}");
+        Some(done)
     }
 
     fn spawn_dnat(&mut self, plan: DnatPlan) {

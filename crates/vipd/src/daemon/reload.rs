@@ -243,13 +243,8 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
     }
 
     daemon.plan = plan;
-    let guarded = daemon.guarded_listener(daemon.vrrp.is_some());
-    if guarded != daemon.guard {
-        changes.push(match guarded {
-            Some(vip) => format!("crash guard for {vip} loaded"),
-            None => "crash guard removed".to_owned(),
-        });
-        daemon.set_guard(guarded).await;
+    if let Some(change) = daemon.set_guard(daemon.plan.vip_listener()).await {
+        changes.push(change);
     }
     daemon.publish();
     outcome.ok = true;

@@ -18,7 +18,6 @@
 //! the process. It is loaded at start, before VRRP can take the VIP, and
 //! deleted at the end of a stop, after the VIP has gone.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::apply::{Nft, NftError};
@@ -35,36 +34,22 @@ pub fn table(vip: SocketAddr) -> String {
         SocketAddr::V4(_) => "ip",
         SocketAddr::V6(_) => "ip6",
     };
-    let mut out = String::new();
-    let _ = writeln!(out, "table {FAMILY} {GUARD_TABLE} {{");
-    let _ = writeln!(
-        out,
-        "\t# Resets the kernel sent for SYNs to VIP:port while no vipd listened."
-    );
-    let _ = writeln!(out, "\tcounter {GUARD_COUNTER} {{");
-    let _ = writeln!(out, "\t}}\n");
-    let _ = writeln!(
-        out,
-        "\t# After a crash the VIP stays here until the backup takes over: no reset,"
-    );
-    let _ = writeln!(
-        out,
-        "\t# so the client retransmits its SYN, to the new master by then."
-    );
-    let _ = writeln!(out, "\tchain output {{");
-    let _ = writeln!(
-        out,
-        "\t\ttype filter hook output priority 0; policy accept;"
-    );
-    let _ = writeln!(
-        out,
-        "\t\t{ip} saddr {} tcp sport {} tcp flags & (syn | rst | ack) == rst | ack tcp sequence 0 counter name \"{GUARD_COUNTER}\" drop",
-        vip.ip(),
-        vip.port()
-    );
-    let _ = writeln!(out, "\t}}");
-    let _ = writeln!(out, "}}");
-    out
+    let (address, port) = (vip.ip(), vip.port());
+    format!(
+        "table {FAMILY} {GUARD_TABLE} {{
+\t# Resets the kernel sent for SYNs to VIP:port while no vipd listened.
+\tcounter {GUARD_COUNTER} {{
+\t}}
+
+\t# After a crash the VIP stays here until the backup takes over: no reset,
+\t# so the client retransmits its SYN, to the new master by then.
+\tchain output {{
+\t\ttype filter hook output priority 0; policy accept;
+\t\t{ip} saddr {address} tcp sport {port} tcp flags & (syn | rst | ack) == rst | ack tcp sequence 0 counter name \"{GUARD_COUNTER}\" drop
+\t}}
+}}
+"
+    )
 }
 
 /// A file that replaces the guard in one transaction, whatever was there.

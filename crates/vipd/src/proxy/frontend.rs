@@ -379,26 +379,29 @@ impl Shard {
             // kernel's queue instead of being refused.
             let admitted = match place.take() {
                 Some(admitted) => admitted,
+                // The close signal last: polled (registered with the
+                // frontend's channel) only when nothing else is ready, never
+                // per connection under load.
                 None => tokio::select! {
                     biased;
                     _ = &mut stopped => break,
+                    admitted = self.frontend.admit() => admitted,
                     Ok(()) = close_all.changed() => {
                         close(name, &mut sessions);
                         continue;
                     }
-                    admitted = self.frontend.admit() => admitted,
                 },
             };
             let accepted = tokio::select! {
                 biased;
                 _ = &mut stopped => break,
-                Ok(()) = close_all.changed() => {
-                    close(name, &mut sessions);
+                accepted = listener.accept() => accepted,
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {
                     place = Some(admitted);
                     continue;
                 }
-                accepted = listener.accept() => accepted,
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {
+                Ok(()) = close_all.changed() => {
+                    close(name, &mut sessions);
                     place = Some(admitted);
                     continue;
                 }
