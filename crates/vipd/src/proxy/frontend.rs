@@ -2,13 +2,16 @@
 //! checkers of its backends, the connection limit and the drain on stop.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
@@ -363,7 +366,7 @@ impl Shard {
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let name = self.name;
-        let listener = TcpListener::from_std(listener)?;
+        let listener = crate::sys::register(listener)?;
         let mut sessions = JoinSet::new();
         let mut close_all = self.frontend.0.close_all.subscribe();
         // One wait for the stop for the loop's life: a new `changed()` per
@@ -395,7 +398,7 @@ impl Shard {
             let accepted = tokio::select! {
                 biased;
                 _ = &mut stopped => break,
-                accepted = listener.accept() => accepted,
+                accepted = accept(&listener) => accepted,
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {
                     place = Some(admitted);
                     continue;
@@ -445,6 +448,29 @@ impl Shard {
         drain(name, &mut sessions, self.live.load().drain_timeout).await;
         Ok(())
     }
+}
+
+/// The next client from the listener's queue, registered with this
+/// worker's reactor. accept4(2) makes the socket non-blocking: no further
+/// system call before the session's first read.
+async fn accept(
+    listener: &AsyncFd<std::net::TcpListener>,
+) -> std::io::Result<(session::Stream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        loop {
+            let mut guard = std::task::ready!(listener.poll_read_ready(cx))?;
+            match guard.try_io(|listener| crate::sys::accept(listener.as_fd())) {
+                Ok(Ok((stream, address))) => {
+                    return Poll::Ready(
+                        crate::sys::register(stream).map(|stream| (stream, address)),
+                    );
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => {}
+            }
+        }
+    })
+    .await
 }
 
 /// Aborts the sessions of one accept loop: their sockets close, their

@@ -5,26 +5,39 @@
 //! the opposite direction goes on (`kubectl exec` sends stdin EOF and still
 //! reads output). A buffer exists only while bytes flow: an idle session
 //! (a watch waiting for events) holds two sockets and no buffer.
+//!
+//! A session is one hand-written future ([`Pump`]): both directions and
+//! one idle timer, polled together when the task wakes, with readiness
+//! taken from the reactor's per-socket waker slots. It replaced a join of
+//! two `select!` loops (two timers, and a readiness future queued and
+//! unqueued per wake-up), whose bookkeeping was most of the user-space
+//! time per request.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, recv};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::unix::AsyncFd;
+use tokio::time::Sleep;
 use tracing::debug;
 
 use super::counter::Counter;
 use super::pool::{Backend, Pool, SessionGuard};
 use super::proxy_protocol;
-use super::splice::{self, Moved};
+use super::splice::Pipe;
+use crate::sys;
+
+/// A TCP socket registered with the worker's reactor. Sessions make their
+/// own non-blocking calls on it and ask the reactor only for readiness:
+/// per wake-up a direction costs its system calls and no future of its own.
+pub type Stream = AsyncFd<std::net::TcpStream>;
 
 /// What every session of a frontend shares.
 #[derive(Debug, Clone)]
@@ -91,7 +104,7 @@ pub fn keepalive(socket: SockRef<'_>) -> io::Result<()> {
 async fn connect(
     pool: &Pool,
     timeout: Duration,
-) -> Result<(TcpStream, SessionGuard, usize), SessionError> {
+) -> Result<(Stream, SessionGuard, usize), SessionError> {
     let candidates = pool.candidates();
     let tried = candidates.len();
     for (attempt, backend) in candidates.iter().enumerate() {
@@ -114,7 +127,7 @@ async fn connect(
 /// non-blocking connect is read from the readiness epoll reports (a failed
 /// connect raises EPOLLERR/EPOLLHUP), so a connect that succeeds costs no
 /// `getsockopt(SO_ERROR)`.
-async fn connect_to(address: SocketAddr) -> io::Result<TcpStream> {
+async fn connect_to(address: SocketAddr) -> io::Result<Stream> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM.nonblocking(),
@@ -126,10 +139,11 @@ async fn connect_to(address: SocketAddr) -> io::Result<TcpStream> {
         Err(e) if e.raw_os_error() == Some(Errno::EINPROGRESS as i32) => {}
         Err(e) => return Err(e),
     }
-    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
-    let ready = stream.ready(Interest::WRITABLE).await?;
+    let stream = sys::register(std::net::TcpStream::from(socket))?;
+    let ready = poll_fn(|cx| stream.poll_write_ready(cx)).await?.ready();
     if ready.is_write_closed() || !ready.is_writable() {
         return Err(stream
+            .get_ref()
             .take_error()?
             .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused)));
     }
@@ -138,31 +152,32 @@ async fn connect_to(address: SocketAddr) -> io::Result<TcpStream> {
 
 /// Serves one accepted client to the end.
 pub async fn serve(
-    client: TcpStream,
+    client: Stream,
     client_address: SocketAddr,
     pool: &Pool,
     settings: &SessionSettings,
 ) -> Result<Finished, SessionError> {
-    let (mut server, session, retries) = connect(pool, settings.connect_timeout).await?;
+    let (server, session, retries) = connect(pool, settings.connect_timeout).await?;
     let backend = session.backend();
     // The client side inherited TCP_NODELAY and keepalive from the
     // listener (Linux copies them to accepted sockets). The backend side
     // got TCP_NODELAY before its connect and gets keepalive if the session
     // lasts (KEEPALIVE_AFTER): one system call for a short session, not five.
-    if settings.proxy_protocol {
-        let local_address = client.local_addr()?;
-        server
-            .write_all(&proxy_protocol::header_v2(client_address, local_address))
-            .await?;
-    }
+    let header = if settings.proxy_protocol {
+        let local_address = client.get_ref().local_addr()?;
+        proxy_protocol::header_v2(client_address, local_address)
+    } else {
+        Vec::new()
+    };
+    let pump = forward(&client, &server, header, settings, backend);
     let (to_backend, to_client) = if settings.close_sessions_on_down {
         let marked_down = backend.marked_down.notified();
         tokio::select! {
-            result = forward(client, server, settings, backend) => result?,
+            result = pump => result?,
             () = marked_down => return Err(SessionError::BackendDown(backend.name.clone())),
         }
     } else {
-        forward(client, server, settings, backend).await?
+        pump.await?
     };
     Ok(Finished {
         backend: backend.name.clone(),
@@ -172,238 +187,287 @@ pub async fn serve(
     })
 }
 
-/// Forwards both directions until both ended; returns the bytes each way.
+/// Forwards both directions until both ended (the PROXY protocol `header`,
+/// if any, goes to the backend first); returns the bytes each way.
 async fn forward(
-    client: TcpStream,
-    server: TcpStream,
+    client: &Stream,
+    server: &Stream,
+    header: Vec<u8>,
     settings: &SessionSettings,
     backend: &Backend,
 ) -> Result<(u64, u64), SessionError> {
-    let started = Instant::now();
-    let last_activity = AtomicU64::new(0);
-    let one_done = AtomicBool::new(false);
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let direction = |from, to, counter, to_backend| Direction {
-        from,
-        to,
-        idle: settings.idle_timeout,
+    // One timer for the session's life, re-armed only when it fires: a
+    // timer per wake-up would cost a timer-wheel insert per request.
+    let timer = tokio::time::sleep(settings.idle_timeout.min(KEEPALIVE_AFTER));
+    tokio::pin!(timer);
+    let mut pump = Pump {
+        up: Flow::new(header, &backend.bytes_to_backend),
+        down: Flow::new(Vec::new(), &backend.bytes_to_client),
         splice: settings.splice,
-        bulk: false,
-        arm_keepalive: to_backend,
-        started,
-        last_activity: &last_activity,
-        one_done: &one_done,
-        counter,
+        idle: settings.idle_timeout,
+        last_activity: Instant::now(),
+        keepalive_armed: false,
     };
-    let up = direction(client_read, server_write, &backend.bytes_to_backend, true).run();
-    let down = direction(server_read, client_write, &backend.bytes_to_client, false).run();
-    // An error on either side ends both: dropping the halves closes the sockets.
-    Ok(tokio::try_join!(up, down)?)
+    poll_fn(|cx| pump.poll(client, server, timer.as_mut(), cx)).await?;
+    Ok((pump.up.total, pump.down.total))
+}
+
+/// A session's two directions and its idle timer.
+struct Pump<'a> {
+    /// Client to backend.
+    up: Flow<'a>,
+    /// Backend to client.
+    down: Flow<'a>,
+    splice: bool,
+    idle: Duration,
+    /// When a byte last moved either way.
+    last_activity: Instant,
+    /// The backend leg's keepalive is on (see [`KEEPALIVE_AFTER`]).
+    keepalive_armed: bool,
+}
+
+impl Pump<'_> {
+    /// Moves what both sides have queued; ready when both directions ended
+    /// (closing the sockets then sends the last FIN), or with the error
+    /// that ends the session (an error on either side ends both).
+    fn poll(
+        &mut self,
+        client: &Stream,
+        server: &Stream,
+        mut timer: Pin<&mut Sleep>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), SessionError>> {
+        let before = self.up.total + self.down.total;
+        if self.up.poll(client, server, self.splice, cx)? && !self.up.passed_on {
+            if self.down.ended {
+                return Poll::Ready(Ok(()));
+            }
+            // Half-close: FIN onward; a peer that already left is fine.
+            let _ = server.get_ref().shutdown(Shutdown::Write);
+            self.up.passed_on = true;
+        }
+        if self.down.poll(server, client, self.splice, cx)? && !self.down.passed_on {
+            if self.up.ended {
+                return Poll::Ready(Ok(()));
+            }
+            let _ = client.get_ref().shutdown(Shutdown::Write);
+            self.down.passed_on = true;
+        }
+        if self.up.total + self.down.total != before {
+            self.last_activity = Instant::now();
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if !std::mem::replace(&mut self.keepalive_armed, true) {
+                // A failure (the socket is closing) changes nothing.
+                let _ = keepalive(SockRef::from(server.get_ref()));
+            }
+            // Idle only if both directions were quiet.
+            let quiet = self.last_activity.elapsed();
+            if quiet >= self.idle {
+                return Poll::Ready(Err(SessionError::Idle(self.idle)));
+            }
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + (self.idle - quiet));
+        }
+        Poll::Pending
+    }
 }
 
 /// One direction of a session.
-struct Direction<'a> {
-    from: OwnedReadHalf,
-    to: OwnedWriteHalf,
-    idle: Duration,
-    splice: bool,
+struct Flow<'a> {
+    /// Bytes read and not yet written (the destination took only part of
+    /// them, or the PROXY protocol header): written before reading again.
+    held: Vec<u8>,
+    /// How many of `held` are written.
+    written: usize,
+    /// The pipe of a bulk transfer, with `in_pipe` bytes in it.
+    pipe: Option<Pipe>,
+    in_pipe: usize,
     /// The last read filled the small buffer: bytes come in bulk, splice them.
     bulk: bool,
-    /// This direction writes to the backend and still has to turn its
-    /// keepalive on (see [`KEEPALIVE_AFTER`]).
-    arm_keepalive: bool,
-    started: Instant,
-    last_activity: &'a AtomicU64,
-    /// Set by the first direction to end; the second one then closes
-    /// instead of shutting down.
-    one_done: &'a AtomicBool,
+    /// Bytes spliced since the source was last found empty.
+    round: usize,
+    /// The source sent FIN; once `held` and the pipe are flushed, the
+    /// direction has ended.
+    eof: bool,
+    ended: bool,
+    /// The FIN was passed on to the destination.
+    passed_on: bool,
+    total: u64,
     /// The backend's byte counter for this direction (this worker's slot).
     counter: &'a Counter,
 }
 
-/// What one read from the source gave.
-enum Read {
-    /// Bytes, all sent on; `drained`: fewer than asked, the source is empty.
-    Sent {
-        moved: u64,
-        drained: bool,
-    },
-    /// Bytes of which the destination took only the first part: the rest
-    /// must be written before reading again.
-    Partly {
-        moved: u64,
-        rest: Vec<u8>,
+/// What one small read gave.
+enum Step {
+    /// Bytes; `drained`: fewer than asked, the source is empty.
+    Read {
+        n: usize,
         drained: bool,
     },
     Eof,
-    /// Nothing queued (a stale readiness).
-    Nothing,
+    /// Nothing queued (a stale readiness, now cleared).
+    Empty,
 }
 
-impl Direction<'_> {
-    /// Forwards until EOF, then passes the FIN on and returns: the other
-    /// direction keeps going.
-    async fn run(mut self) -> Result<u64, SessionError> {
-        let mut total = 0u64;
-        // One timer for the session's life, re-armed only when it fires: a
-        // timer per wake-up would cost a timer-wheel insert per request.
-        let first = if self.arm_keepalive {
-            self.idle.min(KEEPALIVE_AFTER)
-        } else {
-            self.idle
-        };
-        let idle_timer = tokio::time::sleep(first);
-        tokio::pin!(idle_timer);
-        loop {
-            let closed = tokio::select! {
-                biased;
-                // The peer's FIN already arrived (EPOLLRDHUP): once a read
-                // drains the queue, no byte can follow.
-                ready = self.from.as_ref().ready(Interest::READABLE) => ready?.is_read_closed(),
-                () = &mut idle_timer => {
-                    if std::mem::take(&mut self.arm_keepalive) {
-                        // A failure (the socket is closing) changes nothing.
-                        let _ = keepalive(SockRef::from(self.to.as_ref()));
-                    }
-                    // Idle only if the other direction was quiet too.
-                    let last = Duration::from_millis(self.last_activity.load(Ordering::Relaxed));
-                    let quiet = self.started.elapsed().saturating_sub(last);
-                    if quiet >= self.idle {
-                        return Err(SessionError::Idle(self.idle));
-                    }
-                    idle_timer.as_mut().reset(tokio::time::Instant::now() + (self.idle - quiet));
-                    continue;
-                }
-            };
-            let (moved, eof) = self.forward_ready(closed).await?;
-            if moved > 0 {
-                total += moved;
-                self.counter.add(moved);
-                let now = self.started.elapsed().as_millis() as u64;
-                self.last_activity.store(now, Ordering::Relaxed);
-            }
-            if eof {
-                if self.one_done.swap(true, Ordering::AcqRel) {
-                    // Both directions are done: closing the sockets (when
-                    // the session ends) sends the FIN, with no shutdown
-                    // (dropping a tokio write half would shut it down).
-                    self.to.forget();
-                    return Ok(total);
-                }
-                // Half-close: FIN onward; a peer that already left is fine.
-                let _ = self.to.shutdown().await;
-                return Ok(total);
-            }
+impl<'a> Flow<'a> {
+    fn new(held: Vec<u8>, counter: &'a Counter) -> Self {
+        Self {
+            held,
+            written: 0,
+            pipe: None,
+            in_pipe: 0,
+            bulk: false,
+            round: 0,
+            eof: false,
+            ended: false,
+            passed_on: false,
+            total: 0,
+            counter,
         }
     }
 
-    /// Moves what the source has queued. Small messages (the common case:
-    /// API requests and answers) go through a per-thread buffer, and a read
-    /// that returns fewer bytes than asked ends the round: like a kernel
-    /// TCP read, that means the queue is empty, so no further read is spent
-    /// to learn it. Bulk (a read that fills the buffer) goes on with
-    /// splice(2), when enabled, until the source is empty. Returns the bytes
-    /// moved and whether EOF came.
+    /// Moves what `from` has queued to `to` until one of them would block
+    /// (its waker is then registered) or the direction ended: returns
+    /// whether it has.
     ///
-    /// `closed`: the source's FIN had arrived before this round, so a read
-    /// that drains it is followed by EOF, without a read that returns 0.
-    async fn forward_ready(&mut self, closed: bool) -> Result<(u64, bool), SessionError> {
-        if self.splice && self.bulk {
-            return Ok(match splice::forward_ready(&self.from, &self.to).await? {
-                Moved::Bytes(n) => {
-                    // Small again: back to plain reads.
-                    self.bulk = n >= SMALL as u64;
-                    (n, false)
-                }
-                Moved::Eof(n) => (n, true),
-            });
-        }
-        let limit = if self.splice { SMALL } else { CHUNK };
-        let mut total = 0u64;
-        loop {
-            let (moved, drained) = match read_and_send(&self.from, &self.to, limit)? {
-                Read::Eof => return Ok((total, true)),
-                Read::Nothing => return Ok((total, false)),
-                Read::Sent { moved, drained } => (moved, drained),
-                Read::Partly {
-                    moved,
-                    rest,
-                    drained,
-                } => {
-                    self.to.write_all(&rest).await?;
-                    (moved, drained)
-                }
+    /// Small messages (the common case: API requests and answers) go
+    /// through a per-thread buffer, and a read that returns fewer bytes
+    /// than asked ends the round: like a kernel TCP read, that means the
+    /// queue is empty, so no further read is spent to learn it. Bulk (a
+    /// read that fills the buffer) goes on with splice(2), when enabled,
+    /// until the source is empty.
+    fn poll(
+        &mut self,
+        from: &Stream,
+        to: &Stream,
+        splice: bool,
+        cx: &mut Context<'_>,
+    ) -> io::Result<bool> {
+        while !self.ended {
+            if self.flush(to, cx)?.is_pending() {
+                return Ok(false);
+            }
+            if self.eof {
+                self.ended = true;
+                break;
+            }
+            let Poll::Ready(guard) = from.poll_read_ready(cx) else {
+                return Ok(false);
             };
-            total += moved;
-            if drained {
-                return Ok((total, closed));
+            let mut guard = guard?;
+            // The peer's FIN already arrived (EPOLLRDHUP): once a read
+            // drains the queue, no byte can follow.
+            let closed = guard.ready().is_read_closed();
+            if splice && self.bulk {
+                let pipe = match self.pipe.take() {
+                    Some(pipe) => pipe,
+                    None => Pipe::take()?,
+                };
+                match guard.try_io(|socket| pipe.fill(socket.as_fd())) {
+                    Ok(Ok(0)) => {
+                        self.eof = true;
+                        pipe.give_back();
+                        continue;
+                    }
+                    Ok(Ok(n)) => {
+                        self.in_pipe = n;
+                        self.round += n;
+                        self.moved(n);
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => {
+                        // Empty: back to plain reads unless this round
+                        // was bulk. The pipe is empty (flushed above).
+                        self.bulk = self.round >= SMALL;
+                        self.round = 0;
+                        pipe.give_back();
+                        continue;
+                    }
+                }
+                self.pipe = Some(pipe);
+                continue;
             }
-            if self.splice {
-                self.bulk = true;
-                return Ok(match splice::forward_ready(&self.from, &self.to).await? {
-                    Moved::Bytes(n) => (total + n, false),
-                    Moved::Eof(n) => (total + n, true),
-                });
+            let limit = if splice { SMALL } else { CHUNK };
+            let step = BUFFER.with_borrow_mut(|buffer| {
+                if buffer.len() < limit {
+                    buffer.resize(limit, 0);
+                }
+                let buffer = &mut buffer[..limit];
+                let n = match guard.try_io(|socket| sys::recv(socket.as_fd(), buffer)) {
+                    Ok(n) => n?,
+                    Err(_would_block) => return Ok(Step::Empty),
+                };
+                if n == 0 {
+                    return Ok(Step::Eof);
+                }
+                let drained = n < limit;
+                if drained {
+                    // With edge-triggered epoll, bytes or a FIN that
+                    // arrive later raise a new event, and a FIN already
+                    // seen stays visible (tokio's own reads do the same).
+                    guard.clear_ready();
+                }
+                let written = match sys::send(to.as_fd(), &buffer[..n]) {
+                    Ok(written) => written,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                };
+                if written < n {
+                    self.held.extend_from_slice(&buffer[written..n]);
+                }
+                Ok(Step::Read { n, drained })
+            })?;
+            match step {
+                Step::Empty => {}
+                Step::Eof => self.eof = true,
+                Step::Read { n, drained } => {
+                    self.moved(n);
+                    if drained {
+                        self.eof = closed;
+                    } else if splice {
+                        self.bulk = true;
+                        self.round = n;
+                    }
+                }
             }
         }
+        Ok(true)
+    }
+
+    /// Writes what the direction holds (bytes or a pipe's contents);
+    /// pending while the destination cannot take them.
+    fn flush(&mut self, to: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.held.len() || self.in_pipe > 0 {
+            let mut guard = ready!(to.poll_write_ready(cx))?;
+            let result = guard.try_io(|socket| match &self.pipe {
+                Some(pipe) if self.in_pipe > 0 => pipe.drain(socket.as_fd()),
+                _ => sys::send(socket.as_fd(), &self.held[self.written..]),
+            });
+            match result {
+                Ok(Ok(n)) if self.in_pipe > 0 => self.in_pipe -= n,
+                Ok(Ok(n)) => self.written += n,
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => {}
+            }
+        }
+        if !self.held.is_empty() {
+            // An idle session holds no buffer.
+            self.held = Vec::new();
+            self.written = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn moved(&mut self, n: usize) {
+        self.total += n as u64;
+        self.counter.add(n as u64);
     }
 }
 
 thread_local! {
-    // Per worker thread, and borrowed only between two awaits: an idle
+    // Per worker thread, and borrowed only within one poll: an idle
     // session holds no buffer.
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// One read of at most `limit` bytes from `from` and one non-blocking write
-/// of them to `to`. A short read clears the source's readiness (tokio's
-/// own reads do the same): with edge-triggered epoll, bytes or a FIN that
-/// arrive later raise a new event, and a FIN already seen stays visible.
-fn read_and_send(from: &OwnedReadHalf, to: &OwnedWriteHalf, limit: usize) -> io::Result<Read> {
-    BUFFER.with_borrow_mut(|buffer| {
-        if buffer.len() < limit {
-            buffer.resize(limit, 0);
-        }
-        let buffer = &mut buffer[..limit];
-        let fd = from.as_ref().as_raw_fd();
-        let mut short = None;
-        let read = from.as_ref().try_io(Interest::READABLE, || {
-            let n = loop {
-                match recv(fd, buffer, MsgFlags::empty()) {
-                    Err(Errno::EINTR) => continue,
-                    other => break other?,
-                }
-            };
-            if n > 0 && n < limit {
-                // Report "would block" so tokio clears the readiness; the
-                // count travels beside it.
-                short = Some(n);
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        let (n, drained) = match (read, short) {
-            (_, Some(n)) => (n, true),
-            (Ok(0), None) => return Ok(Read::Eof),
-            (Ok(n), None) => (n, false),
-            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Nothing),
-            (Err(e), None) => return Err(e),
-        };
-        let written = match to.try_write(&buffer[..n]) {
-            Ok(written) => written,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => return Err(e),
-        };
-        let moved = n as u64;
-        Ok(if written == n {
-            Read::Sent { moved, drained }
-        } else {
-            Read::Partly {
-                moved,
-                rest: buffer[written..n].to_vec(),
-                drained,
-            }
-        })
-    })
 }

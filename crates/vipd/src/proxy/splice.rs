@@ -1,14 +1,15 @@
 //! Zero-copy forwarding with splice(2): socket → pipe → socket, the bytes
 //! never enter user space. Pipes come from a small pool and are held only
 //! while bytes flow, so an idle session costs no pipe (and no descriptors).
+//!
+//! The two steps are plain non-blocking calls; the session's state machine
+//! ([`super::session`]) decides when to make them.
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
-use tokio::io::Interest;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// A pipe's capacity: large enough that one splice moves what a socket
 /// typically has queued (the default 64 KiB halves bulk throughput).
@@ -29,7 +30,8 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    fn take() -> io::Result<Pipe> {
+    /// A pipe from this thread's pool, or a new one.
+    pub fn take() -> io::Result<Pipe> {
         if let Some(pipe) = POOL.with_borrow_mut(Vec::pop) {
             return Ok(pipe);
         }
@@ -39,71 +41,39 @@ impl Pipe {
         Ok(Pipe { read, write })
     }
 
-    /// Returns an empty pipe to the pool.
-    fn give_back(self) {
+    /// Returns an empty pipe to the pool. A pipe with bytes left in it (a
+    /// session that ended mid-way) must be dropped instead.
+    pub fn give_back(self) {
         POOL.with_borrow_mut(|pool| {
             if pool.len() < POOL_LIMIT {
                 pool.push(self);
             }
         });
     }
+
+    /// Moves what `socket` has queued into the pipe: the byte count, 0 at
+    /// EOF, `WouldBlock` when the socket is empty.
+    pub fn fill(&self, socket: BorrowedFd<'_>) -> io::Result<usize> {
+        splice_io(socket, self.write_end())
+    }
+
+    /// Moves bytes from the pipe into `socket`: the byte count, or
+    /// `WouldBlock` when the socket's send buffer is full.
+    pub fn drain(&self, socket: BorrowedFd<'_>) -> io::Result<usize> {
+        splice_io(self.read_end(), socket)
+    }
+
+    fn read_end(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.read)
+    }
+
+    fn write_end(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.write)
+    }
 }
 
 const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
-/// What one readiness round moved.
-#[derive(Debug)]
-pub enum Moved {
-    /// Bytes passed through; the source has no more for now.
-    Bytes(u64),
-    /// The source sent FIN (after any bytes counted before).
-    Eof(u64),
-}
-
-/// Moves whatever `from` has queued into `to`, through a pooled pipe, and
-/// waits for `to` to take it all. Call after `from` became readable.
-pub async fn forward_ready(from: &OwnedReadHalf, to: &OwnedWriteHalf) -> io::Result<Moved> {
-    let pipe = Pipe::take()?;
-    let result = forward_with(from, to, &pipe).await;
-    // A pipe with bytes left in it (an error mid-way) is not reusable.
-    if result.is_ok() {
-        pipe.give_back();
-    }
-    result
-}
-
-async fn forward_with(from: &OwnedReadHalf, to: &OwnedWriteHalf, pipe: &Pipe) -> io::Result<Moved> {
-    let mut total = 0u64;
-    loop {
-        let read = from.as_ref().try_io(Interest::READABLE, || {
-            splice_io(from.as_ref().as_fd(), pipe.write.as_fd())
-        });
-        let mut in_pipe = match read {
-            Ok(0) => return Ok(Moved::Eof(total)),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Moved::Bytes(total)),
-            Err(e) => return Err(e),
-        };
-        while in_pipe > 0 {
-            to.writable().await?;
-            let written = to.as_ref().try_io(Interest::WRITABLE, || {
-                splice_io(pipe.read.as_fd(), to.as_ref().as_fd())
-            });
-            match written {
-                Ok(n) => {
-                    in_pipe -= n;
-                    total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-fn splice_io(
-    from: std::os::fd::BorrowedFd<'_>,
-    to: std::os::fd::BorrowedFd<'_>,
-) -> io::Result<usize> {
+fn splice_io(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<usize> {
     splice(from, None, to, None, PIPE_SIZE as usize, FLAGS).map_err(io::Error::from)
 }

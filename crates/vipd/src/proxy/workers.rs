@@ -52,8 +52,11 @@ impl Workers {
         let (stop, stopped) = watch::channel(());
         let mut handles = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
+            // Sockets and timers only: with the process driver, every
+            // park would also look for exited child processes.
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()?;
             handles.push(runtime.handle().clone());
             let mut stopped = stopped.clone();

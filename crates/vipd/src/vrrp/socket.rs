@@ -84,7 +84,7 @@ impl VrrpSocket {
             }
         }
         Ok(Self {
-            fd: crate::sys::async_socket(socket)?,
+            fd: crate::sys::register(socket)?,
             ifindex,
             source,
         })
