@@ -225,6 +225,7 @@ fn text(out: &Output) -> String {
 fn start_holder(
     topo: &mut Topology,
     holder: &Netns,
+    node: &str,
     config: &Path,
     socket: &Path,
     log: PathBuf,
@@ -233,7 +234,7 @@ fn start_holder(
     command
         .args(["run", "-c"])
         .arg(config)
-        .args(["--node", "holder", "--socket"])
+        .args(["--node", node, "--socket"])
         .arg(socket)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
@@ -282,6 +283,7 @@ fn reload_status_metrics_and_verify_under_load() {
     let (_, read_log) = start_holder(
         &mut topo,
         &holder,
+        "holder",
         &config,
         &socket,
         dir.path().join("holder.log"),
@@ -574,6 +576,7 @@ fn a_killed_proxy_holder_leaves_no_reset_behind() {
         start_holder(
             topo,
             &holder,
+            "holder",
             &config,
             &dir.path().join(format!("holder-{run}.sock")),
             dir.path().join(format!("holder-{run}.log")),
@@ -673,6 +676,7 @@ fn a_holder_the_vip_left_closes_its_sessions() {
     let (_, read_log) = start_holder(
         &mut topo,
         &holder,
+        "holder",
         &config,
         &socket,
         dir.path().join("holder.log"),
@@ -692,28 +696,25 @@ fn a_holder_the_vip_left_closes_its_sessions() {
     };
     assert_eq!(active(), 1, "{}", read_log());
 
-    // The second holder takes the VIP over.
-    let log2 = dir.path().join("holder2.log");
-    let mut command = holder2.command(env!("CARGO_BIN_EXE_vipd"));
-    command
-        .args(["run", "-c"])
-        .arg(&config)
-        .args(["--node", "holder2", "--socket"])
-        .arg(dir.path().join("holder2.sock"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log2).unwrap());
-    topo.spawn(command).unwrap();
-    let moved = Topology::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        std::fs::read_to_string(&log2)
-            .unwrap_or_default()
-            .contains("VIP added")
-    });
-    assert!(moved, "holder2 did not take the VIP");
+    // The second holder takes the VIP over (start_holder waits for it).
+    let (_, read_log2) = start_holder(
+        &mut topo,
+        &holder2,
+        "holder2",
+        &config,
+        &dir.path().join("holder2.sock"),
+        dir.path().join("holder2.log"),
+    );
     // drain_timeout (2 s) after the VIP left, the session is closed here.
     let closed = Topology::wait_for(Duration::from_secs(8), Duration::from_millis(50), || {
         active() == 0
     });
-    assert!(closed, "the session outlived the VIP\n{}", read_log());
+    assert!(
+        closed,
+        "the session outlived the VIP\n{}\nholder2:\n{}",
+        read_log(),
+        read_log2()
+    );
     assert!(
         read_log().contains("the VIP is on another holder: closing the sessions still open here"),
         "{}",

@@ -238,20 +238,11 @@ impl Pump<'_> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), SessionError>> {
         let before = self.up.total + self.down.total;
-        if self.up.poll(client, server, self.splice, cx)? && !self.up.passed_on {
-            if self.down.ended {
-                return Poll::Ready(Ok(()));
-            }
-            // Half-close: FIN onward; a peer that already left is fine.
-            let _ = server.get_ref().shutdown(Shutdown::Write);
-            self.up.passed_on = true;
+        if self.up.poll(client, server, self.splice, cx)? && self.up.pass_on(&self.down, server) {
+            return Poll::Ready(Ok(()));
         }
-        if self.down.poll(server, client, self.splice, cx)? && !self.down.passed_on {
-            if self.up.ended {
-                return Poll::Ready(Ok(()));
-            }
-            let _ = client.get_ref().shutdown(Shutdown::Write);
-            self.down.passed_on = true;
+        if self.down.poll(server, client, self.splice, cx)? && self.down.pass_on(&self.up, client) {
+            return Poll::Ready(Ok(()));
         }
         if self.up.total + self.down.total != before {
             self.last_activity = Instant::now();
@@ -291,8 +282,7 @@ struct Flow<'a> {
     /// The source sent FIN; once `held` and the pipe are flushed, the
     /// direction has ended.
     eof: bool,
-    ended: bool,
-    /// The FIN was passed on to the destination.
+    /// The direction ended and its FIN was passed on to the destination.
     passed_on: bool,
     total: u64,
     /// The backend's byte counter for this direction (this worker's slot).
@@ -321,7 +311,6 @@ impl<'a> Flow<'a> {
             bulk: false,
             round: 0,
             eof: false,
-            ended: false,
             passed_on: false,
             total: 0,
             counter,
@@ -345,13 +334,12 @@ impl<'a> Flow<'a> {
         splice: bool,
         cx: &mut Context<'_>,
     ) -> io::Result<bool> {
-        while !self.ended {
+        loop {
             if self.flush(to, cx)?.is_pending() {
                 return Ok(false);
             }
             if self.eof {
-                self.ended = true;
-                break;
+                return Ok(true);
             }
             let Poll::Ready(guard) = from.poll_read_ready(cx) else {
                 return Ok(false);
@@ -433,7 +421,19 @@ impl<'a> Flow<'a> {
                 }
             }
         }
-        Ok(true)
+    }
+
+    /// Called when this direction has ended: whether the session is over
+    /// (the other direction ended before); if not, passes the FIN on, once.
+    fn pass_on(&mut self, other: &Flow<'_>, to: &Stream) -> bool {
+        if other.passed_on {
+            return true;
+        }
+        if !std::mem::replace(&mut self.passed_on, true) {
+            // Half-close: FIN onward; a peer that already left is fine.
+            let _ = to.get_ref().shutdown(Shutdown::Write);
+        }
+        false
     }
 
     /// Writes what the direction holds (bytes or a pipe's contents);
