@@ -40,6 +40,12 @@ struct Scenario {
 
 impl Scenario {
     fn new(seed: u64) -> Scenario {
+        Scenario::with_followers(seed, None)
+    }
+
+    /// `followers`: Some(true) always adds mesh followers, Some(false)
+    /// never, None as the seed draws.
+    fn with_followers(seed: u64, followers: Option<bool>) -> Scenario {
         let mut rng = Rng::new(seed);
         let version = if rng.chance(300) {
             Version::V2
@@ -101,6 +107,15 @@ impl Scenario {
             .map(|r| r.config.advert_interval())
             .max()
             .unwrap_or_default();
+        let add_followers = rng.chance(600);
+        if followers.unwrap_or(add_followers) {
+            let follower_interval =
+                rng.duration(Duration::from_millis(100), Duration::from_secs(1));
+            sim.add_followers(rng.range(1, 4) as u8, 100, follower_interval);
+            let (misroute, stale) = follower_bounds(&sim, follower_interval, max_interval);
+            sim.misroute_bound = misroute;
+            sim.stale_bound = stale;
+        }
         Scenario {
             sim,
             version,
@@ -306,9 +321,13 @@ impl Scenario {
 
     fn loss_burst(&mut self) {
         self.sim.link.loss_per_mille = self.sim.rng.range(50, 400);
+        // Heavy loss can silence any master for a while: the followers'
+        // bounds hold again from the end of the burst.
+        self.sim.judging = false;
         let until = self.sim.now + self.settle_time();
         self.sim.run_until(until);
         self.sim.link.loss_per_mille = 0;
+        self.sim.judging = true;
     }
 
     fn run(&mut self) -> Result<(), String> {
@@ -377,8 +396,32 @@ impl Scenario {
     }
 }
 
+/// The bounds every follower is held to (see `sim::Judge`), from the
+/// follower module's rules:
+/// - misrouted (a reachable master holds the VIP, the follower routes it
+///   elsewhere): a takeover from a dead master needs the holders'
+///   Master_Down_Interval, and the follower needs the dead master overdue
+///   (1.25 follower periods after its last advert); each after a delivery.
+/// - stale (no reachable master, the follower still routes to a dead or
+///   cut-off holder): Master_Down_Interval of the follower period, at most
+///   4 periods, after the last delivery.
+fn follower_bounds(
+    sim: &Sim,
+    follower_interval: Duration,
+    max_interval: Duration,
+) -> (Duration, Duration) {
+    let period = follower_interval.max(max_interval);
+    let delay = sim.link.max_delay;
+    let misroute = sim.max_master_down_interval().max(period * 5 / 4) + delay * 2;
+    let stale = period * 4 + delay * 2;
+    (misroute, stale)
+}
+
 fn run_seed(seed: u64, verbose: bool) -> Result<u64, (String, String)> {
-    let mut scenario = Scenario::new(seed);
+    run_scenario(Scenario::new(seed), verbose)
+}
+
+fn run_scenario(mut scenario: Scenario, verbose: bool) -> Result<u64, (String, String)> {
     scenario.sim.verbose = verbose;
     match scenario.run() {
         Ok(()) => Ok(scenario.sim.delivered),
@@ -413,6 +456,43 @@ fn random_scenarios() {
     assert!(
         delivered > SCENARIOS * 100,
         "suspiciously few adverts: {delivered}"
+    );
+}
+
+/// Every scenario with mesh followers: kills, graceful stops, partitions,
+/// loss, faults and priority changes; no follower (nor holder) routes the
+/// VIP wrong for longer than the bounds of `follower_bounds`. Prints the
+/// longest wrong routes seen, the figures docs/benchmarks.md quotes.
+#[test]
+fn followers_route_to_the_master_within_the_bound() {
+    let (mut worst_misrouted, mut worst_stale) = (Duration::ZERO, Duration::ZERO);
+    let (mut worst_misrouted_ratio, mut wrong_routes) = (0.0f64, 0u32);
+    for seed in 0..1000 {
+        let scenario = Scenario::with_followers(seed, Some(true));
+        let bound = scenario.sim.misroute_bound;
+        let mut scenario = scenario;
+        let result = scenario.run();
+        if let Err(e) = result {
+            panic!(
+                "seed {seed:#x} with followers failed: {e}\n{}",
+                scenario.sim.describe()
+            );
+        }
+        let (misrouted, stale) = scenario.sim.worst_routes();
+        wrong_routes += u32::from(misrouted > Duration::ZERO);
+        worst_misrouted = worst_misrouted.max(misrouted);
+        worst_stale = worst_stale.max(stale);
+        worst_misrouted_ratio =
+            worst_misrouted_ratio.max(misrouted.as_secs_f64() / bound.as_secs_f64());
+    }
+    println!(
+        "followers: longest misroute {worst_misrouted:?} ({:.0}% of its bound), longest stale route {worst_stale:?}, {wrong_routes} of 1000 scenarios had one",
+        worst_misrouted_ratio * 100.0
+    );
+    // The judge saw failovers (a test that could not fail would see none).
+    assert!(
+        wrong_routes > 100,
+        "only {wrong_routes} scenarios moved a follower"
     );
 }
 

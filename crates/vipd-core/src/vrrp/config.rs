@@ -58,6 +58,18 @@ pub struct Config {
     /// port still in STP learning, or a host that missed the first round,
     /// catches up without waiting for its cache to expire. `None` disables.
     pub reannounce_after: Option<Duration>,
+    /// Mesh followers: nodes that never advertise but route the VIP to the
+    /// master they hear ([`super::Follower`]). A master sends each one an
+    /// advert at once on becoming master, `follower_burst` of them
+    /// `follower_burst_spacing` apart, then one every
+    /// [`Config::follower_period`]; and its priority 0 when it leaves.
+    /// Empty on a LAN, where gratuitous ARP does this job.
+    pub followers: Vec<IpAddr>,
+    /// Between two adverts to the followers, after the burst.
+    pub follower_interval: Duration,
+    /// Adverts in the burst a new master sends the followers (at least 1).
+    pub follower_burst: u32,
+    pub follower_burst_spacing: Duration,
 }
 
 impl Config {
@@ -78,7 +90,17 @@ impl Config {
             announce_on_lower_priority: true,
             designated_successor: false,
             reannounce_after: Some(Duration::from_secs(5)),
+            followers: Vec::new(),
+            follower_interval: Duration::from_millis(500),
+            follower_burst: 5,
+            follower_burst_spacing: Duration::from_millis(10),
         }
+    }
+
+    /// How often the followers hear a master between transitions: the
+    /// follower interval, but never more often than the advert interval.
+    pub fn follower_period(&self) -> Duration {
+        self.follower_interval.max(self.advert_interval())
     }
 
     /// RFC 5798 §6.1: Advertisement_Interval as a duration.
@@ -116,6 +138,11 @@ impl Config {
         }
         if self.virtual_addresses.is_empty() {
             return Err(ConfigError::NoVirtualAddresses);
+        }
+        if !self.followers.is_empty()
+            && (self.follower_interval.is_zero() || self.follower_burst == 0)
+        {
+            return Err(ConfigError::BadFollowerSchedule);
         }
         if self.virtual_addresses.len() > 255 {
             return Err(ConfigError::TooManyVirtualAddresses);
@@ -166,6 +193,8 @@ pub enum ConfigError {
     BadAdvertInterval,
     /// RFC 5798 §9 removed authentication from VRRPv3.
     AuthWithV3,
+    /// Followers need a non-zero interval and a burst of at least one.
+    BadFollowerSchedule,
 }
 
 impl fmt::Display for ConfigError {
@@ -184,6 +213,9 @@ impl fmt::Display for ConfigError {
                 "advertisement interval must be 1-255 whole seconds (v2) or 10ms-40.95s in 10ms steps (v3)"
             }
             ConfigError::AuthWithV3 => "VRRPv3 has no authentication",
+            ConfigError::BadFollowerSchedule => {
+                "the follower interval must be above zero and the burst at least one advert"
+            }
         })
     }
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use super::config::{Config, ConfigError};
 use super::packet::{Advertisement, DecodeOptions, Version, VersionFields};
+use super::receive::Receiver;
 use super::timer::{Centiseconds, Timestamp, master_down_interval, skew_time_v2, skew_time_v3};
 
 /// RFC 5798 §5.2.4: the priority a master sends when it stops.
@@ -181,6 +182,9 @@ pub enum Action {
     /// Encode (with [`Config::checksum_mode`]) and send to the VRRP group or
     /// the unicast peers, TTL / hop limit 255.
     SendAdvert(Advertisement),
+    /// Encode and send to every mesh follower ([`Config::followers`]),
+    /// unicast, TTL / hop limit 255.
+    SendToFollowers(Advertisement),
     /// Announce a virtual address: gratuitous ARP (IPv4) or unsolicited
     /// Neighbor Advertisement (IPv6), see [`super::announce`].
     SendGratuitous(IpAddr),
@@ -225,6 +229,9 @@ pub enum Rejected {
     /// RFC 5798 §7.1: the address list differs and the sender is not the
     /// owner, so the packet MUST be dropped.
     AddressListMismatch,
+    /// A follower heard an advert from a node the cluster file does not
+    /// name as a VIP holder ([`super::Follower`]).
+    NotAHolder,
 }
 
 impl Rejected {
@@ -238,6 +245,7 @@ impl Rejected {
             Rejected::OwnAdvert => "own_advert",
             Rejected::AdvertIntervalMismatch { .. } => "advert_interval_mismatch",
             Rejected::AddressListMismatch => "address_list_mismatch",
+            Rejected::NotAHolder => "not_a_holder",
         }
     }
 }
@@ -256,6 +264,7 @@ impl fmt::Display for Rejected {
             Rejected::AddressListMismatch => {
                 f.write_str("virtual address list differs from ours (misconfiguration)")
             }
+            Rejected::NotAHolder => f.write_str("not a VIP holder of the cluster file"),
         }
     }
 }
@@ -292,11 +301,14 @@ pub struct Instance {
     /// Master only: the second round of announcements
     /// ([`Config::reannounce_after`]).
     reannounce_timer: Option<Timestamp>,
+    /// Master with followers only: the next advert to the followers, and
+    /// how many of the burst are left to send before the slower period.
+    follower_timer: Option<Timestamp>,
+    follower_burst_left: u32,
     /// Preempt_Delay: lower-priority masters are accepted before this.
     preempt_allowed_from: Timestamp,
     master: Option<MasterInfo>,
-    /// Our virtual addresses, sorted, to compare with advertised lists.
-    sorted_addresses: Vec<IpAddr>,
+    receiver: Receiver,
     actions: VecDeque<Action>,
 }
 
@@ -304,9 +316,8 @@ impl Instance {
     /// An instance in Initialize. Nothing happens until [`Instance::startup`].
     pub fn new(config: Config) -> Result<Instance, ConfigError> {
         config.validate()?;
-        let mut sorted_addresses = config.virtual_addresses.clone();
-        sorted_addresses.sort_unstable();
         Ok(Instance {
+            receiver: Receiver::new(config.vrid, config.version, &config.virtual_addresses),
             priority: config.priority,
             master_adver_interval: config.advert_interval(),
             state: State::Initialize,
@@ -315,9 +326,10 @@ impl Instance {
             down_timer_cause: DownTimerCause::MasterSilent,
             adver_timer: None,
             reannounce_timer: None,
+            follower_timer: None,
+            follower_burst_left: 0,
             preempt_allowed_from: Timestamp::ZERO,
             master: None,
-            sorted_addresses,
             actions: VecDeque::new(),
             config,
         })
@@ -385,6 +397,7 @@ impl Instance {
             self.master_down_timer,
             self.adver_timer,
             self.reannounce_timer,
+            self.follower_timer,
         ]
         .into_iter()
         .flatten()
@@ -414,6 +427,7 @@ impl Instance {
                 // goes out first so backups start their Skew_Time at once.
                 self.adver_timer = None;
                 self.send_advert(PRIORITY_STOP);
+                self.send_to_followers(PRIORITY_STOP);
                 self.change_state(State::Initialize, Reason::Shutdown);
                 self.stop_serving();
             }
@@ -453,6 +467,10 @@ impl Instance {
                     self.reannounce_timer = None;
                     self.announce_addresses();
                 }
+                if self.follower_timer.is_some_and(|t| t <= now) {
+                    self.send_to_followers(self.priority);
+                    self.schedule_followers(now);
+                }
             }
             State::Initialize | State::Fault => {}
         }
@@ -480,21 +498,7 @@ impl Instance {
         if matches!(self.state, State::Initialize | State::Fault) {
             return Err(Rejected::NotListening { state: self.state });
         }
-        // §7.1: MUST verify that the VRID is configured on the interface.
-        if advert.vrid != self.config.vrid {
-            return Err(Rejected::WrongVrid {
-                received: advert.vrid,
-            });
-        }
-        // §7.1: MUST verify the version.
-        if advert.version() != self.config.version {
-            return Err(Rejected::WrongVersion {
-                received: advert.version(),
-            });
-        }
-        if src.is_ipv6() != self.config.primary_address.is_ipv6() {
-            return Err(Rejected::WrongAddressFamily);
-        }
+        self.receiver.check(src, advert)?;
         if src == self.config.primary_address {
             return Err(Rejected::OwnAdvert);
         }
@@ -506,20 +510,7 @@ impl Instance {
                 received: advert.advert_interval(),
             });
         }
-        // §7.1: MAY verify the address list; on mismatch log, and drop
-        // unless the sender is the owner. The count must match and the order
-        // carries no meaning. (keepalived drops even the owner's; the
-        // RFC lets the owner win, so a misconfigured backup cannot keep the
-        // owner's addresses hostage.)
-        let mut addresses = advert.addresses.clone();
-        addresses.sort_unstable();
-        if addresses != self.sorted_addresses {
-            if advert.priority != PRIORITY_OWNER {
-                return Err(Rejected::AddressListMismatch);
-            }
-            return Ok(Accepted::AddressListMismatchFromOwner);
-        }
-        Ok(Accepted::Clean)
+        self.receiver.check_addresses(advert)
     }
 
     /// RFC 5798 §6.4.2: an ADVERTISEMENT received in Backup.
@@ -616,6 +607,10 @@ impl Instance {
                 if self.config.announce_on_lower_priority {
                     self.announce_addresses();
                 }
+                // Followers that followed the other master (a partition
+                // between the holders healing) hear us now, not a follower
+                // period after that master yields.
+                self.send_to_followers(self.priority);
             }
         }
     }
@@ -634,7 +629,14 @@ impl Instance {
     /// hand over at once, use [`Instance::set_fault`], which sends priority 0
     /// so the backup waits only Skew_Time.
     pub fn set_priority(&mut self, _now: Timestamp, priority: u8) {
-        self.priority = priority.max(1);
+        let priority = priority.max(1);
+        let changed = priority != self.priority;
+        self.priority = priority;
+        // Followers rank masters by priority: tell them now, so none keeps
+        // following this master on a priority it no longer has.
+        if changed && self.state == State::Master {
+            self.send_to_followers(priority);
+        }
     }
 
     /// Enters Fault (interface down, tracker fault): stop advertising, drop
@@ -656,6 +658,7 @@ impl Instance {
                 self.adver_timer = None;
                 if reason != FaultReason::InterfaceDown {
                     self.send_advert(PRIORITY_STOP);
+                    self.send_to_followers(PRIORITY_STOP);
                 }
                 self.change_state(State::Fault, Reason::Fault(reason));
                 self.stop_serving();
@@ -712,6 +715,15 @@ impl Instance {
                     self.adver_timer = Some(now + self.config.advert_interval());
                 }
                 self.master_adver_interval = self.config.advert_interval();
+                // Followers added or removed: the new ones hear us at once.
+                match (self.config.followers.is_empty(), self.follower_timer) {
+                    (true, _) => self.follower_timer = None,
+                    (false, None) => {
+                        self.send_to_followers(self.priority);
+                        self.schedule_followers(now);
+                    }
+                    (false, Some(_)) => {}
+                }
             }
             State::Backup => {
                 if self.master.is_none() {
@@ -776,6 +788,31 @@ impl Instance {
         self.announce_addresses();
         self.adver_timer = Some(now + self.config.advert_interval());
         self.reannounce_timer = self.config.reannounce_after.map(|delay| now + delay);
+        // The followers learn of the new master at once, with a burst
+        // against loss (like the gratuitous ARPs of a LAN).
+        if !self.config.followers.is_empty() {
+            self.send_to_followers(self.priority);
+            self.follower_burst_left = self.config.follower_burst.saturating_sub(1);
+            self.schedule_followers(now);
+        }
+    }
+
+    /// The next advert to the followers: the rest of the burst, then the
+    /// follower period.
+    fn schedule_followers(&mut self, now: Timestamp) {
+        if self.follower_burst_left > 0 {
+            self.follower_burst_left -= 1;
+            self.follower_timer = Some(now + self.config.follower_burst_spacing);
+        } else {
+            self.follower_timer = Some(now + self.config.follower_period());
+        }
+    }
+
+    fn send_to_followers(&mut self, priority: u8) {
+        if !self.config.followers.is_empty() {
+            let advert = self.advertisement(priority);
+            self.actions.push_back(Action::SendToFollowers(advert));
+        }
     }
 
     fn send_advert(&mut self, priority: u8) {
@@ -793,6 +830,8 @@ impl Instance {
     fn stop_serving(&mut self) {
         self.adver_timer = None;
         self.reannounce_timer = None;
+        self.follower_timer = None;
+        self.follower_burst_left = 0;
         for address in self.config.virtual_addresses.clone() {
             self.actions.push_back(Action::RemoveVip(address));
         }

@@ -10,6 +10,9 @@
 //!   frames, virtual MAC addresses.
 //! - [`config`]: what one virtual router is configured with ([`Config`]).
 //! - [`instance`]: the RFC 5798 §6.4 state machine ([`Instance`]).
+//! - [`follower`]: a mesh follower ([`Follower`]): which holder is master,
+//!   from the adverts the holders send it, so the VIP is routed there.
+//! - `receive`: the §7.1 receive checks both share.
 //! - [`timer`]: caller-supplied time ([`Timestamp`]) and the §6.1 interval
 //!   arithmetic (Skew_Time, Master_Down_Interval).
 //!
@@ -42,11 +45,14 @@
 pub mod announce;
 mod checksum;
 pub mod config;
+pub mod follower;
 pub mod instance;
 pub mod packet;
+mod receive;
 pub mod timer;
 
 pub use config::{Config, ConfigError};
+pub use follower::{Follower, FollowerAction, FollowerConfig, Route, RouteReason};
 pub use instance::{
     Accepted, Action, FaultReason, Instance, MasterInfo, PRIORITY_OWNER, PRIORITY_STOP, Reason,
     ReconfigureError, Rejected, State,

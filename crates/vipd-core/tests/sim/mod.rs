@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use vipd_core::vrrp::packet::{MULTICAST_V4, MULTICAST_V6, PROTOCOL};
 use vipd_core::vrrp::{
-    Action, Advertisement, Centiseconds, ChecksumMode, Config, FaultReason, Instance, Ipv4Header,
-    Rejected, State, Timestamp, Version, check_ttl,
+    Action, Advertisement, Centiseconds, ChecksumMode, Config, FaultReason, Follower,
+    FollowerConfig, Instance, Ipv4Header, Rejected, Route, State, Timestamp, Version, check_ttl,
 };
 
 /// SplitMix64: tiny, fast, and good enough to drive scenarios.
@@ -83,13 +83,47 @@ pub struct Router {
     pub holds_vip: bool,
     /// Routers only hear routers of the same component.
     pub component: u8,
+    /// A holder follows the master too (for its own connections to the
+    /// VIP), fed the adverts it hears.
+    pub follower: Option<Follower>,
+    pub judge: Judge,
+}
+
+/// A mesh follower: never sends, routes the VIP to the master it hears.
+#[derive(Debug)]
+pub struct MeshFollower {
+    pub address: IpAddr,
+    pub follower: Follower,
+    pub component: u8,
+    pub judge: Judge,
+}
+
+/// How long one follower has routed the VIP wrong, for the bound.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Judge {
+    /// Since when the route has been wrong while a reachable master held
+    /// the VIP.
+    pub misrouted_since: Option<Timestamp>,
+    /// Since when the route has pointed at a holder that is dead or
+    /// unreachable while no reachable master exists (Nowhere is right then).
+    pub stale_since: Option<Timestamp>,
+    /// The longest of each seen so far.
+    pub worst_misrouted: Duration,
+    pub worst_stale: Duration,
+}
+
+/// Which node a packet is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Node {
+    Router(usize),
+    Follower(usize),
 }
 
 struct InFlight {
     at: Timestamp,
     seq: u64,
     from: usize,
-    to: usize,
+    to: Node,
     /// IPv4: the whole IP packet, as a raw socket returns it. IPv6: the VRRP
     /// message alone (raw IPv6 sockets strip the header; the hop limit
     /// arrives as ancillary data).
@@ -132,12 +166,19 @@ pub struct Sim {
     pub rng: Rng,
     pub link: Link,
     pub routers: Vec<Router>,
+    pub followers: Vec<MeshFollower>,
+    /// While false, follower routes are not held to the bounds (a loss
+    /// burst may silence any master for a while).
+    pub judging: bool,
+    /// The bounds the followers are held to (see [`Judge`]).
+    pub misroute_bound: Duration,
+    pub stale_bound: Duration,
     pub checksum_mode: ChecksumMode,
     in_flight: BinaryHeap<InFlight>,
     seq: u64,
     /// Latest arrival scheduled per (from, to): one sender's packets on one
     /// path never overtake each other, as on a real segment.
-    last_arrival: HashMap<(usize, usize), Timestamp>,
+    last_arrival: HashMap<(usize, Node), Timestamp>,
     /// Set when a router misbehaved; the scenario reports it.
     pub violation: Option<String>,
     /// Human-readable log, kept only when `verbose`.
@@ -161,6 +202,10 @@ impl Sim {
             rng: Rng::new(seed),
             link,
             routers: Vec::new(),
+            followers: Vec::new(),
+            judging: true,
+            misroute_bound: Duration::MAX,
+            stale_bound: Duration::MAX,
             checksum_mode,
             in_flight: BinaryHeap::new(),
             seq: 0,
@@ -194,7 +239,52 @@ impl Sim {
             alive: false,
             holds_vip: false,
             component: 0,
+            follower: None,
+            judge: Judge::default(),
         });
+    }
+
+    /// Turns the routers into holders on a mesh with `count` followers at
+    /// `host_base + i`: the holders send them adverts every
+    /// `follower_interval` (after a burst on becoming master), the
+    /// followers and the holders themselves follow the master. Call after
+    /// the last [`Sim::add_router`], before [`Sim::start`].
+    pub fn add_followers(&mut self, count: u8, host_base: u8, follower_interval: Duration) {
+        let ipv6 = self.routers[0].address.is_ipv6();
+        let addresses: Vec<IpAddr> = (0..count)
+            .map(|i| host_address(ipv6, host_base + i))
+            .collect();
+        let holders: Vec<IpAddr> = self.routers.iter().map(|r| r.address).collect();
+        let template = |router: &Router, interval: Duration, own: Option<IpAddr>| FollowerConfig {
+            vrid: router.config.vrid,
+            version: router.config.version,
+            virtual_addresses: router.config.virtual_addresses.clone(),
+            holders: holders.clone(),
+            interval,
+            own_address: own,
+        };
+        let first = &self.routers[0];
+        let followers: Vec<MeshFollower> = addresses
+            .iter()
+            .map(|&address| MeshFollower {
+                address,
+                follower: Follower::new(template(first, follower_interval, None)),
+                component: 0,
+                judge: Judge::default(),
+            })
+            .collect();
+        self.followers = followers;
+        for i in 0..self.routers.len() {
+            let config = template(
+                &self.routers[i],
+                self.routers[i].config.advert_interval(),
+                Some(self.routers[i].address),
+            );
+            let router = &mut self.routers[i];
+            router.config.followers = addresses.clone();
+            router.config.follower_interval = follower_interval;
+            router.follower = Some(Follower::new(config));
+        }
     }
 
     fn log(&mut self, line: impl FnOnce() -> String) {
@@ -209,6 +299,9 @@ impl Sim {
     pub fn start(&mut self, i: usize) {
         let router = &mut self.routers[i];
         router.instance = Instance::new(router.config.clone()).expect("valid config");
+        if let Some(follower) = &mut router.follower {
+            *follower = Follower::new(follower.config().clone());
+        }
         router.alive = true;
         // A reboot clears the interface; a daemon restart would delete
         // leftover VIPs at startup.
@@ -275,9 +368,16 @@ impl Sim {
                     }
                     self.routers[i].holds_vip = false;
                 }
-                Action::SendAdvert(advert) => self.broadcast(i, &advert),
+                Action::SendAdvert(advert) => self.broadcast(i, &advert, false),
+                Action::SendToFollowers(advert) => self.broadcast(i, &advert, true),
                 Action::SendGratuitous(_) => {}
             }
+        }
+        let now = self.now;
+        let master = self.routers[i].instance.state() == State::Master;
+        if let Some(follower) = &mut self.routers[i].follower {
+            follower.set_local_master(now, master);
+            while follower.poll_action().is_some() {}
         }
         let router = &self.routers[i];
         if router.alive && router.holds_vip != (router.instance.state() == State::Master) {
@@ -296,7 +396,9 @@ impl Sim {
         }
     }
 
-    fn broadcast(&mut self, from: usize, advert: &Advertisement) {
+    /// Sends `advert` from router `from` to the other routers (the group)
+    /// or, with `to_followers`, to every follower.
+    fn broadcast(&mut self, from: usize, advert: &Advertisement, to_followers: bool) {
         let src = self.routers[from].address;
         let packet = match src {
             IpAddr::V4(src4) => {
@@ -323,9 +425,18 @@ impl Sim {
                 .encode(src, IpAddr::V6(MULTICAST_V6), self.checksum_mode)
                 .expect("encodable advert"),
         };
-        self.log(|| format!("r{from} sends priority {}", advert.priority));
-        for to in 0..self.routers.len() {
-            if to == from || self.routers[to].component != self.routers[from].component {
+        let audience = if to_followers { "followers" } else { "routers" };
+        self.log(|| format!("r{from} sends priority {} to {audience}", advert.priority));
+        let targets: Vec<Node> = if to_followers {
+            (0..self.followers.len()).map(Node::Follower).collect()
+        } else {
+            (0..self.routers.len())
+                .filter(|&to| to != from)
+                .map(Node::Router)
+                .collect()
+        };
+        for to in targets {
+            if self.component_of(to) != self.routers[from].component {
                 continue;
             }
             if self.rng.chance(self.link.loss_per_mille) {
@@ -346,14 +457,23 @@ impl Sim {
         }
     }
 
-    fn deliver(&mut self, from: usize, to: usize, packet: &[u8]) {
-        if !self.routers[to].alive {
-            return;
+    fn component_of(&self, node: Node) -> u8 {
+        match node {
+            Node::Router(i) => self.routers[i].component,
+            Node::Follower(i) => self.followers[i].component,
         }
+    }
+
+    fn deliver(&mut self, from: usize, to: Node, packet: &[u8]) {
         // A partition that formed while the packet was in flight drops it.
-        if self.routers[from].component != self.routers[to].component {
+        if self.routers[from].component != self.component_of(to) {
             return;
         }
+        let to = match to {
+            Node::Router(to) if self.routers[to].alive => to,
+            Node::Router(_) => return,
+            Node::Follower(f) => return self.deliver_to_follower(from, f, packet),
+        };
         // The receive path of the IO shell.
         let (src, dst, hop_limit, payload) = match self.routers[from].address {
             IpAddr::V4(_) => match Ipv4Header::parse(packet) {
@@ -376,11 +496,50 @@ impl Sim {
         self.delivered += 1;
         self.log(|| format!("r{to} hears priority {} from {src}", advert.priority));
         let now = self.now;
+        if let Some(follower) = &mut self.routers[to].follower
+            && let Err(e) = follower.handle_advert(now, src, &advert)
+        {
+            self.violate(format!(
+                "r{to}'s follower rejected an advert from {src}: {e}"
+            ));
+        }
         match self.routers[to].instance.handle_advert(now, src, &advert) {
             Ok(_) | Err(Rejected::NotListening { .. }) => {}
             Err(e) => self.violate(format!("r{to} rejected an advert from {src}: {e}")),
         }
         self.drain(to);
+    }
+
+    /// A follower's receive path: the IPv4 header and TTL, the codec
+    /// (without the VRRPv2 password), then the follower.
+    fn deliver_to_follower(&mut self, from: usize, to: usize, packet: &[u8]) {
+        let (src, dst, payload) = match self.routers[from].address {
+            IpAddr::V4(_) => match Ipv4Header::parse(packet) {
+                Ok((h, payload)) => {
+                    if let Err(e) = check_ttl(h.ttl) {
+                        return self.violate(format!("f{to}: {e}"));
+                    }
+                    (IpAddr::V4(h.src), IpAddr::V4(h.dst), payload)
+                }
+                Err(e) => return self.violate(format!("f{to} IPv4 header: {e}")),
+            },
+            IpAddr::V6(_) => (self.routers[from].address, IpAddr::V6(MULTICAST_V6), packet),
+        };
+        let options = self.followers[to]
+            .follower
+            .decode_options(self.checksum_mode);
+        let advert = match Advertisement::decode(payload, src, dst, &options) {
+            Ok(advert) => advert,
+            Err(e) => return self.violate(format!("f{to} decode: {e}")),
+        };
+        self.delivered += 1;
+        let now = self.now;
+        if let Err(e) = self.followers[to].follower.handle_advert(now, src, &advert) {
+            return self.violate(format!("f{to} rejected an advert from {src}: {e}"));
+        }
+        while let Some(action) = self.followers[to].follower.poll_action() {
+            self.log(|| format!("f{to} {action:?}"));
+        }
     }
 
     /// The next event: a delivery or the earliest router timer.
@@ -390,7 +549,12 @@ impl Sim {
             .routers
             .iter()
             .filter(|r| r.alive)
-            .filter_map(|r| r.instance.next_timeout())
+            .flat_map(|r| {
+                let follower = r.follower.as_ref().and_then(Follower::next_timeout);
+                [r.instance.next_timeout(), follower]
+            })
+            .chain(self.followers.iter().map(|f| f.follower.next_timeout()))
+            .flatten()
             .min();
         match (packet, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -430,14 +594,149 @@ impl Sim {
                         router.instance.handle_timeout(at);
                         self.drain(i);
                     }
+                    let alive = self.routers[i].alive;
+                    if let Some(follower) = &mut self.routers[i].follower
+                        && alive
+                        && follower.next_timeout().is_some_and(|t| t <= at)
+                    {
+                        follower.handle_timeout(at);
+                        while follower.poll_action().is_some() {}
+                    }
+                }
+                for f in 0..self.followers.len() {
+                    if self.followers[f]
+                        .follower
+                        .next_timeout()
+                        .is_some_and(|t| t <= at)
+                    {
+                        self.followers[f].follower.handle_timeout(at);
+                        while let Some(action) = self.followers[f].follower.poll_action() {
+                            self.log(|| format!("f{f} {action:?}"));
+                        }
+                    }
                 }
             }
+            self.judge();
             if done(self) {
                 return Some(self.now);
             }
         }
         self.now = self.now.max(until);
+        self.judge();
         None
+    }
+
+    /// Holds every follower (the mesh's and the holders' own) to the
+    /// bounds: while a reachable master holds the VIP, a wrong route lasts
+    /// at most `misroute_bound`; while none does, a route to a dead or
+    /// unreachable holder lasts at most `stale_bound`.
+    pub fn judge(&mut self) {
+        if !self.judging {
+            for judge in self.judges_mut() {
+                judge.misrouted_since = None;
+                judge.stale_since = None;
+            }
+            return;
+        }
+        let now = self.now;
+        let masters = |sim: &Sim, component: u8| -> Vec<IpAddr> {
+            sim.routers
+                .iter()
+                .filter(|r| r.alive && r.holds_vip && r.component == component)
+                .map(|r| r.address)
+                .collect()
+        };
+        let mut verdicts = Vec::new();
+        for (i, f) in self.followers.iter().enumerate() {
+            verdicts.push((
+                Node::Follower(i),
+                f.follower.route(),
+                masters(self, f.component),
+                false,
+            ));
+        }
+        for (i, r) in self.routers.iter().enumerate() {
+            if let Some(follower) = r.follower.as_ref().filter(|_| r.alive) {
+                let master = r.holds_vip;
+                verdicts.push((
+                    Node::Router(i),
+                    follower.route(),
+                    masters(self, r.component),
+                    master,
+                ));
+            }
+        }
+        let (misroute_bound, stale_bound) = (self.misroute_bound, self.stale_bound);
+        for (node, route, masters, local_master) in verdicts {
+            let right = match route {
+                Route::Holder(h) => masters.contains(&h),
+                Route::Local => local_master,
+                Route::Nowhere => masters.is_empty(),
+            };
+            let judge = match node {
+                Node::Follower(i) => &mut self.followers[i].judge,
+                Node::Router(i) => &mut self.routers[i].judge,
+            };
+            let misrouted = !right && !masters.is_empty();
+            let stale = !right && masters.is_empty();
+            let mut worst = None;
+            for (wrong, since, longest, bound, what) in [
+                (
+                    misrouted,
+                    &mut judge.misrouted_since,
+                    &mut judge.worst_misrouted,
+                    misroute_bound,
+                    "misrouted",
+                ),
+                (
+                    stale,
+                    &mut judge.stale_since,
+                    &mut judge.worst_stale,
+                    stale_bound,
+                    "stale",
+                ),
+            ] {
+                match (wrong, *since) {
+                    (true, None) => *since = Some(now),
+                    (true, Some(start)) => {
+                        let lasted = now - start;
+                        *longest = (*longest).max(lasted);
+                        if lasted > bound {
+                            worst = Some(format!(
+                                "{node:?} {what} for {lasted:?} ({route}; masters {masters:?}), bound {bound:?}"
+                            ));
+                        }
+                    }
+                    (false, Some(start)) => {
+                        *longest = (*longest).max(now - start);
+                        *since = None;
+                    }
+                    (false, None) => {}
+                }
+            }
+            if let Some(what) = worst {
+                self.violate(what);
+            }
+        }
+    }
+
+    fn judges_mut(&mut self) -> impl Iterator<Item = &mut Judge> {
+        self.followers
+            .iter_mut()
+            .map(|f| &mut f.judge)
+            .chain(self.routers.iter_mut().map(|r| &mut r.judge))
+    }
+
+    /// The longest wrong route any follower had: (misrouted, stale).
+    pub fn worst_routes(&self) -> (Duration, Duration) {
+        let judges = self
+            .followers
+            .iter()
+            .map(|f| f.judge)
+            .chain(self.routers.iter().map(|r| r.judge));
+        judges.fold((Duration::ZERO, Duration::ZERO), |(m, s), j| {
+            (m.max(j.worst_misrouted), s.max(j.worst_stale))
+        })
     }
 
     /// Live routers in Master, by component.

@@ -564,7 +564,14 @@ impl Driver {
                 },
                 Action::RemoveVip(vip) if self.handing_over => self.deferred_removals.push(vip),
                 Action::RemoveVip(vip) => self.remove_vip(vip).await,
-                Action::SendAdvert(advert) => self.send_advert(&advert).await,
+                Action::SendAdvert(advert) => {
+                    self.send_advert(&advert, &self.config.send_to.clone())
+                        .await
+                }
+                Action::SendToFollowers(advert) => {
+                    self.send_advert(&advert, &self.config.core.followers.clone())
+                        .await
+                }
                 Action::SendGratuitous(vip) => self.announce(vip),
             }
         }
@@ -742,9 +749,11 @@ impl Driver {
         }
     }
 
-    async fn send_advert(&mut self, advert: &Advertisement) {
+    /// Sends `advert` to each of `destinations` (the unicast peers or the
+    /// group; or the mesh followers).
+    async fn send_advert(&mut self, advert: &Advertisement, destinations: &[IpAddr]) {
         let source = self.config.core.primary_address;
-        for &dst in &self.config.send_to {
+        for &dst in destinations {
             let message = match advert.encode(source, dst, self.config.core.checksum_mode) {
                 Ok(message) => message,
                 Err(e) => {
