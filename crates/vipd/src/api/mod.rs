@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::health::record::unix_now;
+use crate::mesh::follow::SharedFollowStatus;
 use crate::nftables::SharedDnatStatus;
 use crate::proxy::frontend::Frontend;
 use crate::vrrp::status::SharedVrrpStatus;
@@ -45,6 +46,7 @@ struct Inner {
     frontends: Vec<Arc<Frontend>>,
     vrrp: Option<SharedVrrpStatus>,
     dnat: Option<SharedDnatStatus>,
+    follow: Option<SharedFollowStatus>,
     generation: u64,
     loaded_at: f64,
     last_reload: Option<ReloadOutcome>,
@@ -113,6 +115,15 @@ impl State {
         self.inner().dnat.clone()
     }
 
+    /// The mesh follower running now, if any.
+    pub fn set_follow(&self, follow: Option<SharedFollowStatus>) {
+        self.inner().follow = follow;
+    }
+
+    pub fn follow(&self) -> Option<SharedFollowStatus> {
+        self.inner().follow.clone()
+    }
+
     /// The configuration generation: 1 at start, +1 per successful reload.
     pub fn document_generation(&self) -> u64 {
         self.inner().generation
@@ -145,6 +156,7 @@ impl State {
                 .map(|f| frontend_status(f))
                 .collect(),
             dnat: self.dnat().map(|d| d.snapshot()),
+            follow: self.follow().map(|f| f.snapshot()),
         }
     }
 }

@@ -30,6 +30,43 @@ pub struct StatusDocument {
     pub frontends: Vec<FrontendStatus>,
     /// The DNAT datapath, on a VIP holder with `api.datapath = "dnat"`.
     pub dnat: Option<DnatStatus>,
+    /// On the WireGuard mesh: where this node routes the VIP.
+    #[serde(default)]
+    pub follow: Option<FollowStatus>,
+}
+
+/// Where a node on the mesh routes the VIP (`follow` in the status
+/// document): to the WireGuard peer of the master it follows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FollowStatus {
+    pub interface: String,
+    /// The VIP as an AllowedIPs entry.
+    pub vip: String,
+    /// `holder` (routed to `holder`'s peer), `local` (this node is master)
+    /// or `nowhere` (no master trusted).
+    pub route: String,
+    /// The followed holder's node name and mesh address, when `holder`.
+    pub holder: Option<String>,
+    pub holder_address: Option<std::net::IpAddr>,
+    /// Its WireGuard public key: the peer the VIP is on.
+    pub peer: Option<String>,
+    /// The priority it advertised last.
+    pub holder_priority: Option<u8>,
+    /// When the route last changed (Unix seconds), and why.
+    pub since: f64,
+    pub reason: String,
+    /// Route changes since start.
+    pub changes: u64,
+    /// Whether the device carries the route (false while `wg` fails: then
+    /// `error` says why and vipd retries).
+    pub applied: bool,
+    pub error: Option<String>,
+    /// How long the last change of the device took, in milliseconds.
+    pub last_change_ms: Option<f64>,
+    pub adverts_received: u64,
+    /// Adverts dropped, by reason (`not_a_holder`, `off_mesh_interface`,
+    /// `ttl_not_255`, ...).
+    pub dropped: std::collections::BTreeMap<String, u64>,
 }
 
 /// The configuration in force.

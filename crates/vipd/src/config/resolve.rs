@@ -237,6 +237,59 @@ impl ClusterSpec {
             frontends,
             dnat,
             wireguard: self.wireguard_plan(node),
+            follow: self.follow_plan(node),
+        })
+    }
+
+    /// Whether the nodes follow the master over the mesh: the VIP is on
+    /// the mesh interface and `mesh.follow` is on.
+    pub fn mesh_follows(&self) -> bool {
+        self.vip_on_mesh() && self.mesh.as_ref().is_some_and(|m| m.follow)
+    }
+
+    /// The nodes a holder sends its follower adverts to: every node of the
+    /// mesh that is not a VIP holder (holders hear the ordinary adverts).
+    pub fn followers(&self) -> Vec<IpAddr> {
+        if !self.mesh_follows() {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|n| !n.has_role(Role::Vip) && n.wireguard.is_some())
+            .map(|n| n.address)
+            .collect()
+    }
+
+    /// How `node` follows the master on the mesh, if it does.
+    fn follow_plan(&self, node: &NodeSpec) -> Option<FollowPlan> {
+        if !self.mesh_follows() || node.wireguard.is_none() {
+            return None;
+        }
+        let mesh = self.mesh.as_ref()?;
+        let holder = node.has_role(Role::Vip);
+        Some(FollowPlan {
+            interface: mesh.interface.clone(),
+            vip: IpNet::from(self.vip.address),
+            vrid: self.vip.vrid,
+            version: self.vip.version,
+            checksum: (self.vip.version == 3 && self.vip.address.is_ipv4())
+                .then(|| self.checksum_mode()),
+            holders: self
+                .nodes_with(Role::Vip)
+                .filter_map(|h| {
+                    Some(FollowedHolder {
+                        node: h.name.clone(),
+                        address: h.address,
+                        public_key: h.wireguard.as_ref()?.public_key.clone(),
+                    })
+                })
+                .collect(),
+            interval: if holder {
+                self.vip.advert_interval
+            } else {
+                mesh.follower_interval
+            },
+            holder,
         })
     }
 
@@ -268,6 +321,11 @@ impl ClusterSpec {
             notify: self.vip.notify.clone(),
             trackers: self.trackers_of(node),
             designated_successor: self.is_designated_successor(node),
+            followers: self.followers(),
+            follower_interval: self
+                .mesh
+                .as_ref()
+                .map_or(defaults::FOLLOWER_INTERVAL, |m| m.follower_interval),
         }
     }
 
@@ -386,6 +444,38 @@ pub struct NodePlan {
     pub dnat: Option<DnatPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<WireguardPlan>,
+    /// On the mesh: how this node follows the VRRP master.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowPlan>,
+}
+
+/// How a node on the mesh routes the VIP to the master (`vipd_core`'s
+/// follower, carried out on the WireGuard device).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FollowPlan {
+    /// The WireGuard interface.
+    pub interface: String,
+    /// The VIP as an AllowedIPs entry (/32 or /128).
+    pub vip: IpNet,
+    pub vrid: u32,
+    pub version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ChecksumMode>,
+    /// The VIP holders: the only senders followed, the only peers the VIP
+    /// is routed to.
+    pub holders: Vec<FollowedHolder>,
+    /// How often this node hears the master: the follower interval, or on a
+    /// holder the advert interval.
+    pub interval: Interval,
+    /// This node is a VIP holder itself.
+    pub holder: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FollowedHolder {
+    pub node: String,
+    pub address: IpAddr,
+    pub public_key: String,
 }
 
 impl NodePlan {
@@ -425,6 +515,11 @@ pub struct VrrpPlan {
     pub trackers: Vec<TrackerPlan>,
     /// Takes over without Skew_Time (see `ClusterSpec::is_designated_successor`).
     pub designated_successor: bool,
+    /// The mesh followers this holder sends adverts to as master.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub followers: Vec<IpAddr>,
+    /// Between two adverts to the followers (after the burst).
+    pub follower_interval: Interval,
 }
 
 /// A tracker as one node runs it.

@@ -73,6 +73,11 @@ pub const RULES: &[Rule] = &[
         "a node address is outside the mesh network",
     ),
     rule(
+        "follower-interval",
+        E,
+        "mesh.follower_interval is outside 10ms..=60s",
+    ),
+    rule(
         "address-family",
         E,
         "a VIP holder's address is not of the VIP's family",
@@ -657,6 +662,19 @@ fn addresses(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
         }
     }
     let Some(mesh) = &spec.mesh else { return };
+    let follower_interval = mesh.follower_interval.get();
+    if follower_interval < std::time::Duration::from_millis(10)
+        || follower_interval > std::time::Duration::from_secs(60)
+    {
+        out.push(
+            Diagnostic::error(
+                "follower-interval",
+                "mesh.follower_interval",
+                format!("a master advertises to the followers every {}: that is outside 10ms..=60s", mesh.follower_interval),
+            )
+            .help("use the default \"500ms\" (a follower trusts a master for 3 intervals; 2 packets a second per follower)"),
+        );
+    }
     if spec.vip_on_mesh() && !mesh.network.contains(&vip) {
         out.push(
             Diagnostic::error(

@@ -31,6 +31,7 @@ pub mod defaults {
     pub const DNS_VIP_NAME: &str = "k8s-api";
     pub const SECRETS_FILE: &str = "secrets.toml";
     pub const WIREGUARD_LISTEN_PORT: Port = Port(51820);
+    pub const FOLLOWER_INTERVAL: Interval = Interval::from_millis(500);
     pub const ANNOUNCE_COUNT: u32 = 5;
     pub const ANNOUNCE_INTERVAL: Interval = Interval::from_millis(10);
     pub const ANNOUNCE_REPEAT_AFTER: Interval = Interval::from_secs(5);
@@ -538,6 +539,19 @@ pub struct MeshSection {
     /// WireGuard's UDP port. Default 51820.
     #[serde(default = "default_wireguard_port")]
     pub listen_port: Port,
+    /// With the VIP on the mesh interface, every node follows the VRRP
+    /// master: vipd keeps the VIP in the AllowedIPs of the master's peer
+    /// and moves it on a failover. Default true.
+    #[serde(default = "default_true")]
+    pub follow: bool,
+    /// How often a master sends the followers an advert, after the burst
+    /// it sends them on taking over. Default 500ms.
+    #[serde(default = "default_follower_interval")]
+    pub follower_interval: Interval,
+}
+
+fn default_follower_interval() -> Interval {
+    defaults::FOLLOWER_INTERVAL
 }
 
 fn default_wireguard_port() -> Port {

@@ -30,12 +30,14 @@ use tracing::{error, info, warn};
 
 use crate::api::server::{self, ReloadRequest};
 use crate::api::{self, State};
-use crate::config::resolve::{DnatPlan, Frontend as FrontendPlan, NodePlan};
+use crate::config::resolve::{DnatPlan, FollowPlan, Frontend as FrontendPlan, NodePlan};
 use crate::config::spec::ClusterSpec;
+use crate::mesh::follow::{self, SharedFollowStatus};
 use crate::nftables::SharedDnatStatus;
 use crate::proxy::frontend::{self, Frontend, FrontendUpdate, Listeners, Workers};
-use crate::vrrp::driver::{self, DriverConfig};
+use crate::vrrp::driver::{self, DriverConfig, LocalState, StatePublisher};
 use crate::vrrp::status::SharedVrrpStatus;
+use vipd_core::vrrp::State as VrrpState;
 
 /// Where the daemon finds its configuration, and its control socket.
 #[derive(Debug, Clone)]
@@ -95,6 +97,15 @@ struct VrrpTask {
     handle: JoinHandle<()>,
 }
 
+struct FollowTask {
+    key: String,
+    plan: FollowPlan,
+    updates: mpsc::Sender<FollowPlan>,
+    stop: watch::Sender<bool>,
+    status: SharedFollowStatus,
+    handle: JoinHandle<()>,
+}
+
 /// A running daemon.
 pub struct Daemon {
     options: Options,
@@ -104,6 +115,7 @@ pub struct Daemon {
     frontends: BTreeMap<SocketAddr, FrontendTask>,
     dnat: Option<DnatTask>,
     vrrp: Option<VrrpTask>,
+    follow: Option<FollowTask>,
     /// The VIP listener the crash guard (`nftables::guard`) is loaded for.
     guard: Option<SocketAddr>,
     /// Since when this holder, not master, has had sessions on its VIP
@@ -118,6 +130,9 @@ pub struct Daemon {
     next_id: u64,
     reload_tx: mpsc::Sender<ReloadRequest>,
     reload_rx: mpsc::Receiver<ReloadRequest>,
+    /// The VRRP instance's state, whichever instance runs (a restart keeps
+    /// the channel): read by the supervisor and the mesh follower.
+    vrrp_state: StatePublisher,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -153,6 +168,7 @@ impl Daemon {
             frontends: BTreeMap::new(),
             dnat: None,
             vrrp: None,
+            follow: None,
             guard: None,
             orphans_since: None,
             services: Vec::new(),
@@ -162,6 +178,7 @@ impl Daemon {
             next_id: 0,
             reload_tx,
             reload_rx,
+            vrrp_state: Arc::new(watch::channel(LocalState::default()).0),
         };
         if let Err(e) = daemon.start_subsystems(vrrp).await {
             daemon.shutdown().await;
@@ -205,6 +222,9 @@ impl Daemon {
         self.set_guard(self.plan.vip_listener()).await;
         if let Some(config) = vrrp {
             self.spawn_vrrp(config);
+        }
+        if let Some(plan) = self.plan.follow.clone() {
+            self.spawn_follow(plan);
         }
         self.publish();
         let (stop, stop_rx) = watch::channel(false);
@@ -271,10 +291,8 @@ impl Daemon {
                 .dnat
                 .as_ref()
                 .is_none_or(|d| !d.status.snapshot().destination.is_empty());
-            let vrrp_up = self.vrrp.as_ref().is_none_or(|v| {
-                let state = v.status.lock().state.clone();
-                !state.is_empty() && state != "initialize"
-            });
+            let vrrp_up =
+                self.vrrp.is_none() || self.vrrp_state.borrow().state != VrrpState::Initialize;
             if dnat_up && vrrp_up {
                 return Ok(());
             }
@@ -396,6 +414,12 @@ impl Daemon {
             vrrp.stop.send_replace(true);
             let _ = vrrp.handle.await;
         }
+        // The device keeps the last route: the master this node followed
+        // still holds the VIP, whatever happens to this node's vipd.
+        if let Some(follow) = self.follow.take() {
+            follow.stop.send_replace(true);
+            let _ = follow.handle.await;
+        }
         let mut handles = Vec::new();
         for (_, task) in std::mem::take(&mut self.frontends) {
             task.stop.send_replace(true);
@@ -493,10 +517,7 @@ impl Daemon {
     /// their apiserver connections and count for least-conn until TCP gives
     /// up on the client leg, minutes later.
     fn close_orphans(&mut self) {
-        let master = self
-            .vrrp
-            .as_ref()
-            .is_none_or(|v| v.status.lock().state == "master");
+        let master = self.vrrp.is_none() || self.vrrp_state.borrow().state == VrrpState::Master;
         let vip = self.frontends.values().find(|f| f.shared.name == "vip");
         let Some(task) = vip.filter(|t| !master && t.shared.stats.active.get() > 0) else {
             self.orphans_since = None;
@@ -576,8 +597,9 @@ impl Daemon {
         let (updates, updates_rx) = mpsc::channel(4);
         let (stop, stop_rx) = watch::channel(false);
         let (task_config, task_status) = (config.clone(), status.clone());
+        let publisher = Arc::clone(&self.vrrp_state);
         let handle = self.spawn(key.clone(), async move {
-            driver::run(task_config, stop_rx, task_status, updates_rx).await
+            driver::run(task_config, stop_rx, task_status, updates_rx, publisher).await
         });
         self.vrrp = Some(VrrpTask {
             key,
@@ -589,8 +611,31 @@ impl Daemon {
         });
     }
 
+    fn spawn_follow(&mut self, plan: FollowPlan) {
+        let key = self.key("follow");
+        let status = SharedFollowStatus::default();
+        let (updates, updates_rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        // A holder's follower knows whether this node is master itself.
+        let local = plan.holder.then(|| self.vrrp_state.subscribe());
+        let (task_plan, task_status, own) = (plan.clone(), status.clone(), self.plan.address);
+        let handle = self.spawn(key.clone(), async move {
+            follow::run(task_plan, own, local, stop_rx, task_status, updates_rx).await
+        });
+        self.follow = Some(FollowTask {
+            key,
+            plan,
+            updates,
+            stop,
+            status,
+            handle,
+        });
+    }
+
     /// Tells the API which subsystems run now.
     fn publish(&self) {
+        self.state
+            .set_follow(self.follow.as_ref().map(|f| f.status.clone()));
         self.state.set_subsystems(
             self.frontends
                 .values()

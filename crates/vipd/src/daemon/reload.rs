@@ -242,6 +242,46 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
         (None, None) => {}
     }
 
+    // The mesh follower.
+    match (daemon.follow.as_mut(), plan.follow.clone()) {
+        (Some(task), Some(new)) if task.plan.interface == new.interface => {
+            if task.plan != new {
+                changes.push(format!(
+                    "follower: holders {}, interval {}",
+                    new.holders
+                        .iter()
+                        .map(|h| h.node.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    new.interval
+                ));
+                task.plan = new.clone();
+                let _ = task.updates.send(new).await;
+            }
+        }
+        (Some(_), new) => {
+            if let Some(old) = daemon.follow.take() {
+                daemon.retired.insert(old.key.clone());
+                old.stop.send_replace(true);
+                let _ = old.handle.await;
+            }
+            match new {
+                Some(new) => {
+                    changes.push(format!("follower restarted on {}", new.interface));
+                    daemon.spawn_follow(new);
+                }
+                None => changes.push(
+                    "follower stopped (no VIP on the mesh, or mesh.follow = false)".to_owned(),
+                ),
+            }
+        }
+        (None, Some(new)) => {
+            changes.push(format!("follower started on {}", new.interface));
+            daemon.spawn_follow(new);
+        }
+        (None, None) => {}
+    }
+
     daemon.plan = plan;
     if let Some(change) = daemon.set_guard(daemon.plan.vip_listener()).await {
         changes.push(change);

@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 use vipd_core::vrrp::announce::{MacAddr, NaFlags, gratuitous_arp, unsolicited_na_frame};
 use vipd_core::vrrp::{
     Accepted, Action, Advertisement, Auth, Centiseconds, ChecksumMode, Config, FaultReason,
-    Instance, Ipv4Header, State, Timestamp, Version, check_ttl,
+    Instance, Ipv4Header, State, Timestamp, Version,
 };
 
 use super::counters::DropCounters;
@@ -41,6 +41,28 @@ pub struct AnnounceSettings {
     /// Between two frames of a burst.
     pub interval: Duration,
 }
+
+/// What the instance is doing, published on a watch channel at every
+/// change: the supervisor and the mesh follower react to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalState {
+    pub state: State,
+    /// Whether the VIP is on the interface (vipd added it, nothing removed it).
+    pub vip_on_interface: bool,
+}
+
+impl Default for LocalState {
+    fn default() -> Self {
+        LocalState {
+            state: State::Initialize,
+            vip_on_interface: false,
+        }
+    }
+}
+
+/// The sending side of the [`LocalState`] channel; one per daemon, handed
+/// to every instance it starts (a restarted instance publishes on it too).
+pub type StatePublisher = Arc<watch::Sender<LocalState>>;
 
 /// Everything the driver needs, resolved from the cluster file.
 #[derive(Debug, Clone)]
@@ -98,6 +120,11 @@ impl DriverConfig {
         core.designated_successor = plan.designated_successor;
         let repeat = plan.announce.repeat_after.get();
         core.reannounce_after = (!repeat.is_zero()).then_some(repeat);
+        core.followers = plan.followers.clone();
+        core.follower_interval = plan.follower_interval.get();
+        // The burst to the followers is the gratuitous-ARP burst of a LAN.
+        core.follower_burst = plan.announce.count.max(1);
+        core.follower_burst_spacing = plan.announce.interval.get();
         core.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             cluster: node.cluster.clone(),
@@ -155,6 +182,7 @@ struct Driver {
     applied_priority: u8,
     applied_fault: Option<FaultReason>,
     hooks: tokio::task::JoinSet<()>,
+    publisher: StatePublisher,
 }
 
 fn tracker_name(tracker: &TrackerPlan) -> String {
@@ -217,6 +245,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     status: SharedVrrpStatus,
     mut updates: tokio::sync::mpsc::Receiver<DriverConfig>,
+    publisher: StatePublisher,
 ) -> anyhow::Result<()> {
     let netlink = Netlink::connect()?;
     let link = netlink
@@ -270,6 +299,7 @@ pub async fn run(
         applied_priority: 0,
         applied_fault: None,
         hooks: tokio::task::JoinSet::new(),
+        publisher,
     };
     driver.tracker_health = vec![Health::Down; driver.config.trackers.len()];
     driver.applied_priority = driver.config.core.priority;
@@ -331,29 +361,11 @@ impl Driver {
     /// instance. Every drop is counted by its reason.
     fn receive(&mut self, datagram: Datagram<'_>) {
         let wall = Instant::now();
-        let (src, dst, ttl, payload) = match datagram {
-            Datagram::V4(packet) => match Ipv4Header::parse(packet) {
-                Ok((header, payload)) => (
-                    IpAddr::V4(header.src),
-                    IpAddr::V4(header.dst),
-                    header.ttl,
-                    payload,
-                ),
-                Err(e) => return self.drop_packet(e.reason(), wall, e),
-            },
-            Datagram::V6 {
-                src,
-                dst,
-                hop_limit,
-                payload,
-            } => (IpAddr::V6(src), IpAddr::V6(dst), hop_limit, payload),
+        let packet = match datagram.open() {
+            Ok(packet) => packet,
+            Err(dropped) => return self.drop_packet(dropped.reason, wall, dropped.detail),
         };
-        // §7.1: the TTL / hop limit MUST be 255: the packet was not routed.
-        if let Err(e) = check_ttl(ttl) {
-            return self
-                .drops
-                .record(e.reason(), wall, format_args!("from {src}: {e}"));
-        }
+        let (src, dst, payload) = (packet.src, packet.dst, packet.payload);
         // In unicast mode only the configured peers may speak.
         if self.config.mode == VrrpMode::Unicast && !self.config.send_to.contains(&src) {
             return self.drop_packet(
@@ -365,11 +377,7 @@ impl Driver {
         let advert = match Advertisement::decode(payload, src, dst, &self.instance.decode_options())
         {
             Ok(advert) => advert,
-            Err(e) => {
-                return self
-                    .drops
-                    .record(e.reason(), wall, format_args!("from {src}: {e}"));
-            }
+            Err(e) => return self.drop_packet(e.reason(), wall, format_args!("from {src}: {e}")),
         };
         let now = self.now();
         let accepted = self.instance.handle_advert(now, src, &advert);
@@ -579,7 +587,20 @@ impl Driver {
             State::Master => Some(self.config.core.primary_address),
             _ => self.instance.master().map(|m| m.address),
         };
-        self.status.lock().master = master;
+        let vip_on_interface = {
+            let mut status = self.status.lock();
+            status.master = master;
+            status.vip_on_interface
+        };
+        let now = LocalState {
+            state: self.instance.state(),
+            vip_on_interface,
+        };
+        self.publisher.send_if_modified(|published| {
+            let changed = *published != now;
+            *published = now;
+            changed
+        });
     }
 
     async fn remove_vip(&mut self, vip: IpAddr) {

@@ -41,6 +41,58 @@ pub enum Datagram<'a> {
     },
 }
 
+/// A datagram that passed the IP-level checks: its VRRP message and the
+/// addresses its checksum and the receive checks need.
+#[derive(Debug)]
+pub struct Packet<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub payload: &'a [u8],
+}
+
+/// Why a datagram was dropped before decoding, for the drop counters.
+#[derive(Debug)]
+pub struct Dropped {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl<'a> Datagram<'a> {
+    /// The IPv4 header (IPv4), then RFC 5798 §7.1's TTL / hop limit rule:
+    /// 255, or the packet was routed.
+    pub fn open(self) -> Result<Packet<'a>, Dropped> {
+        let (src, dst, ttl, payload) = match self {
+            Datagram::V4(packet) => match vipd_core::vrrp::Ipv4Header::parse(packet) {
+                Ok((header, payload)) => (
+                    IpAddr::V4(header.src),
+                    IpAddr::V4(header.dst),
+                    header.ttl,
+                    payload,
+                ),
+                Err(e) => {
+                    return Err(Dropped {
+                        reason: e.reason(),
+                        detail: e.to_string(),
+                    });
+                }
+            },
+            Datagram::V6 {
+                src,
+                dst,
+                hop_limit,
+                payload,
+            } => (IpAddr::V6(src), IpAddr::V6(dst), hop_limit, payload),
+        };
+        if let Err(e) = vipd_core::vrrp::check_ttl(ttl) {
+            return Err(Dropped {
+                reason: e.reason(),
+                detail: format!("from {src}: {e}"),
+            });
+        }
+        Ok(Packet { src, dst, payload })
+    }
+}
+
 /// A VRRP socket on one interface, for one address family.
 #[derive(Debug)]
 pub struct VrrpSocket {
@@ -129,13 +181,40 @@ impl VrrpSocket {
 }
 
 fn recv_v4(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    recv_v4_on(socket, buf).map(|(len, _)| len)
+}
+
+/// One IPv4 datagram and the index of the interface it arrived on (0 when
+/// IP_PKTINFO is not on).
+fn recv_v4_on(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, u32)> {
     let mut iov = [IoSliceMut::new(buf)];
-    let message =
-        recvmsg::<SockaddrIn>(socket.as_raw_fd(), &mut iov, None, MsgFlags::MSG_DONTWAIT)?;
-    Ok(message.bytes)
+    let mut control = nix::cmsg_space!(libc::in_pktinfo);
+    let message = recvmsg::<SockaddrIn>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let mut ifindex = 0;
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::Ipv4PacketInfo(info) = cmsg {
+            ifindex = u32::try_from(info.ipi_ifindex).unwrap_or(0);
+        }
+    }
+    Ok((message.bytes, ifindex))
 }
 
 fn recv_v6(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, (Ipv6Addr, Ipv6Addr, u8))> {
+    recv_v6_on(socket, buf).map(|(len, meta, _)| (len, meta))
+}
+
+/// One IPv6 datagram: its length, source, destination and hop limit, and
+/// the index of the interface it arrived on.
+#[allow(clippy::type_complexity)]
+fn recv_v6_on(
+    socket: &Socket,
+    buf: &mut [u8],
+) -> io::Result<(usize, (Ipv6Addr, Ipv6Addr, u8), u32)> {
     let mut iov = [IoSliceMut::new(buf)];
     let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
     let message = recvmsg::<SockaddrIn6>(
@@ -149,12 +228,14 @@ fn recv_v6(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, (Ipv6Addr, Ipv
         .map(|a| a.ip())
         .unwrap_or(Ipv6Addr::UNSPECIFIED);
     let mut dst = Ipv6Addr::UNSPECIFIED;
+    let mut ifindex = 0;
     // No hop limit reported reads as 0 and fails the TTL check: never assume 255.
     let mut hop_limit = 0u8;
     for cmsg in message.cmsgs()? {
         match cmsg {
             ControlMessageOwned::Ipv6PacketInfo(info) => {
-                dst = Ipv6Addr::from(info.ipi6_addr.s6_addr)
+                dst = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                ifindex = info.ipi6_ifindex;
             }
             ControlMessageOwned::Ipv6HopLimit(limit) => {
                 hop_limit = u8::try_from(limit).unwrap_or(0)
@@ -162,7 +243,63 @@ fn recv_v6(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, (Ipv6Addr, Ipv
             _ => {}
         }
     }
-    Ok((message.bytes, (src, dst, hop_limit)))
+    Ok((message.bytes, (src, dst, hop_limit), ifindex))
+}
+
+/// A receive-only protocol 112 socket on every interface, for a mesh
+/// follower: it reports the interface each advert arrived on, so an advert
+/// that did not come through the WireGuard interface (where the peer key
+/// authenticates its sender) is counted and dropped rather than unseen.
+#[derive(Debug)]
+pub struct ListenSocket {
+    fd: AsyncFd<Socket>,
+    ipv6: bool,
+}
+
+impl ListenSocket {
+    pub fn open(ipv6: bool) -> io::Result<Self> {
+        let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))?;
+        socket.set_nonblocking(true)?;
+        if ipv6 {
+            setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)?;
+            setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+        } else {
+            setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
+        }
+        Ok(Self {
+            fd: crate::sys::register(socket)?,
+            ipv6,
+        })
+    }
+
+    /// Waits for one datagram: the index of its interface, and the datagram.
+    pub async fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<(u32, Datagram<'a>)> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let result = guard.try_io(|fd| match self.ipv6 {
+                false => recv_v4_on(fd.get_ref(), buf).map(|(len, ifindex)| (len, None, ifindex)),
+                true => recv_v6_on(fd.get_ref(), buf)
+                    .map(|(len, meta, ifindex)| (len, Some(meta), ifindex)),
+            });
+            match result {
+                Ok(Ok((len, None, ifindex))) => return Ok((ifindex, Datagram::V4(&buf[..len]))),
+                Ok(Ok((len, Some((src, dst, hop_limit)), ifindex))) => {
+                    return Ok((
+                        ifindex,
+                        Datagram::V6 {
+                            src,
+                            dst,
+                            hop_limit,
+                            payload: &buf[..len],
+                        },
+                    ));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 fn send_to(
