@@ -14,6 +14,7 @@
 pub mod apiserver;
 pub mod client;
 pub mod drill;
+pub mod mesh;
 pub mod netns;
 pub mod pki;
 pub mod report;
