@@ -144,26 +144,9 @@ impl VrrpSocket {
 
     /// Waits for one datagram; `buf` holds it, the result borrows from it.
     pub async fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Datagram<'a>> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let result = guard.try_io(|fd| match self.source {
-                IpAddr::V4(_) => recv_v4(fd.get_ref(), buf).map(|len| (len, None)),
-                IpAddr::V6(_) => recv_v6(fd.get_ref(), buf).map(|(len, meta)| (len, Some(meta))),
-            });
-            match result {
-                Ok(Ok((len, None))) => return Ok(Datagram::V4(&buf[..len])),
-                Ok(Ok((len, Some((src, dst, hop_limit))))) => {
-                    return Ok(Datagram::V6 {
-                        src,
-                        dst,
-                        hop_limit,
-                        payload: &buf[..len],
-                    });
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
-            }
-        }
+        recv_on(&self.fd, self.source.is_ipv6(), buf)
+            .await
+            .map(|(_, datagram)| datagram)
     }
 
     /// Sends one VRRP message to `dst` (the group or a unicast peer) from
@@ -178,10 +161,6 @@ impl VrrpSocket {
             }
         }
     }
-}
-
-fn recv_v4(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
-    recv_v4_on(socket, buf).map(|(len, _)| len)
 }
 
 /// One IPv4 datagram and the index of the interface it arrived on (0 when
@@ -202,10 +181,6 @@ fn recv_v4_on(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, u32)> {
         }
     }
     Ok((message.bytes, ifindex))
-}
-
-fn recv_v6(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, (Ipv6Addr, Ipv6Addr, u8))> {
-    recv_v6_on(socket, buf).map(|(len, meta, _)| (len, meta))
 }
 
 /// One IPv6 datagram: its length, source, destination and hop limit, and
@@ -275,29 +250,40 @@ impl ListenSocket {
 
     /// Waits for one datagram: the index of its interface, and the datagram.
     pub async fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<(u32, Datagram<'a>)> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let result = guard.try_io(|fd| match self.ipv6 {
-                false => recv_v4_on(fd.get_ref(), buf).map(|(len, ifindex)| (len, None, ifindex)),
-                true => recv_v6_on(fd.get_ref(), buf)
-                    .map(|(len, meta, ifindex)| (len, Some(meta), ifindex)),
-            });
-            match result {
-                Ok(Ok((len, None, ifindex))) => return Ok((ifindex, Datagram::V4(&buf[..len]))),
-                Ok(Ok((len, Some((src, dst, hop_limit)), ifindex))) => {
-                    return Ok((
-                        ifindex,
-                        Datagram::V6 {
-                            src,
-                            dst,
-                            hop_limit,
-                            payload: &buf[..len],
-                        },
-                    ));
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
+        recv_on(&self.fd, self.ipv6, buf).await
+    }
+}
+
+/// Waits for one datagram on `fd`: the index of its interface (0 unless
+/// packet info is on), and the datagram, borrowed from `buf`.
+async fn recv_on<'a>(
+    fd: &AsyncFd<Socket>,
+    ipv6: bool,
+    buf: &'a mut [u8],
+) -> io::Result<(u32, Datagram<'a>)> {
+    loop {
+        let mut guard = fd.readable().await?;
+        let result = guard.try_io(|fd| match ipv6 {
+            false => recv_v4_on(fd.get_ref(), buf).map(|(len, ifindex)| (len, None, ifindex)),
+            true => {
+                recv_v6_on(fd.get_ref(), buf).map(|(len, meta, ifindex)| (len, Some(meta), ifindex))
             }
+        });
+        match result {
+            Ok(Ok((len, None, ifindex))) => return Ok((ifindex, Datagram::V4(&buf[..len]))),
+            Ok(Ok((len, Some((src, dst, hop_limit)), ifindex))) => {
+                return Ok((
+                    ifindex,
+                    Datagram::V6 {
+                        src,
+                        dst,
+                        hop_limit,
+                        payload: &buf[..len],
+                    },
+                ));
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
         }
     }
 }
