@@ -106,10 +106,6 @@ fn a_follower_moves_the_vip_to_the_new_master_on_kill_and_stop() {
         ));
     }
     std::fs::write(&secrets, secrets_text).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&secrets).unwrap().permissions(),
-        0o600,
-    );
     std::fs::set_permissions(
         &secrets,
         std::os::unix::fs::PermissionsExt::from_mode(0o600),

@@ -79,32 +79,20 @@ struct FrontendTask {
     handle: JoinHandle<()>,
 }
 
-struct DnatTask {
+/// A subsystem task that takes its configuration `C` in place on reload
+/// and publishes its status `S`.
+struct Task<C, S> {
     key: String,
-    plan: DnatPlan,
-    updates: mpsc::Sender<DnatPlan>,
+    config: C,
+    updates: mpsc::Sender<C>,
     stop: watch::Sender<bool>,
-    status: SharedDnatStatus,
+    status: S,
     handle: JoinHandle<()>,
 }
 
-struct VrrpTask {
-    key: String,
-    config: DriverConfig,
-    updates: mpsc::Sender<DriverConfig>,
-    stop: watch::Sender<bool>,
-    status: SharedVrrpStatus,
-    handle: JoinHandle<()>,
-}
-
-struct FollowTask {
-    key: String,
-    plan: FollowPlan,
-    updates: mpsc::Sender<FollowPlan>,
-    stop: watch::Sender<bool>,
-    status: SharedFollowStatus,
-    handle: JoinHandle<()>,
-}
+type DnatTask = Task<DnatPlan, SharedDnatStatus>;
+type VrrpTask = Task<DriverConfig, SharedVrrpStatus>;
+type FollowTask = Task<FollowPlan, SharedFollowStatus>;
 
 /// A running daemon.
 pub struct Daemon {
@@ -583,7 +571,7 @@ impl Daemon {
         });
         self.dnat = Some(DnatTask {
             key,
-            plan,
+            config: plan,
             updates,
             stop,
             status,
@@ -624,7 +612,7 @@ impl Daemon {
         });
         self.follow = Some(FollowTask {
             key,
-            plan,
+            config: plan,
             updates,
             stop,
             status,

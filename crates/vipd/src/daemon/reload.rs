@@ -164,8 +164,8 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
 
     // DNAT.
     match (daemon.dnat.as_mut(), plan.dnat.clone()) {
-        (Some(task), Some(new)) if task.plan != new => {
-            let old_targets: Vec<_> = task.plan.targets.iter().map(|t| t.address).collect();
+        (Some(task), Some(new)) if task.config != new => {
+            let old_targets: Vec<_> = task.config.targets.iter().map(|t| t.address).collect();
             let new_targets: Vec<_> = new.targets.iter().map(|t| t.address).collect();
             if old_targets != new_targets {
                 changes.push(format!(
@@ -176,7 +176,7 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
             } else {
                 changes.push("DNAT table settings changed".to_owned());
             }
-            task.plan = new.clone();
+            task.config = new.clone();
             let _ = task.updates.send(new).await;
         }
         (Some(_), Some(_)) => {}
@@ -244,8 +244,8 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
 
     // The mesh follower.
     match (daemon.follow.as_mut(), plan.follow.clone()) {
-        (Some(task), Some(new)) if task.plan.interface == new.interface => {
-            if task.plan != new {
+        (Some(task), Some(new)) if task.config.interface == new.interface => {
+            if task.config != new {
                 changes.push(format!(
                     "follower: holders {}, interval {}",
                     new.holders
@@ -255,7 +255,7 @@ pub(super) async fn reload(daemon: &mut Daemon, trigger: &'static str) -> Reload
                         .join(", "),
                     new.interval
                 ));
-                task.plan = new.clone();
+                task.config = new.clone();
                 let _ = task.updates.send(new).await;
             }
         }

@@ -11,7 +11,6 @@
 //! missing) is retried, and a recreated interface (its routes as the
 //! rendered file has them) is re-programmed.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -274,7 +273,6 @@ impl Loop {
             return; // just started: give the master a chance to be heard
         }
         let peer = route.holder().and_then(|a| self.peer_of(a));
-        let started = Instant::now();
         match self.device.route(self.plan.vip, peer.as_deref()).await {
             Ok(applied) => {
                 if !applied.written.is_empty() {
@@ -285,7 +283,7 @@ impl Loop {
                 status.applied = true;
                 status.error = None;
                 if !applied.written.is_empty() {
-                    status.last_change_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                    status.last_change_ms = Some(applied.took.as_secs_f64() * 1000.0);
                 }
             }
             Err(e) => {
@@ -344,9 +342,6 @@ impl Loop {
         if status.since == 0.0 {
             status.since = unix_now();
             status.reason = "startup".to_owned();
-        }
-        if status.dropped.is_empty() {
-            status.dropped = BTreeMap::new();
         }
     }
 }

@@ -572,14 +572,8 @@ impl Driver {
                 },
                 Action::RemoveVip(vip) if self.handing_over => self.deferred_removals.push(vip),
                 Action::RemoveVip(vip) => self.remove_vip(vip).await,
-                Action::SendAdvert(advert) => {
-                    self.send_advert(&advert, &self.config.send_to.clone())
-                        .await
-                }
-                Action::SendToFollowers(advert) => {
-                    self.send_advert(&advert, &self.config.core.followers.clone())
-                        .await
-                }
+                Action::SendAdvert(advert) => self.send_advert(&advert, false).await,
+                Action::SendToFollowers(advert) => self.send_advert(&advert, true).await,
                 Action::SendGratuitous(vip) => self.announce(vip),
             }
         }
@@ -770,29 +764,35 @@ impl Driver {
         }
     }
 
-    /// Sends `advert` to each of `destinations` (the unicast peers or the
-    /// group; or the mesh followers).
-    async fn send_advert(&mut self, advert: &Advertisement, destinations: &[IpAddr]) {
-        let source = self.config.core.primary_address;
+    /// Sends `advert` to each unicast peer (or the group), or with
+    /// `to_followers` to each mesh follower.
+    async fn send_advert(&mut self, advert: &Advertisement, to_followers: bool) {
+        let config = &self.config;
+        let destinations = match to_followers {
+            false => &config.send_to,
+            true => &config.core.followers,
+        };
+        let source = config.core.primary_address;
+        let mut failures = Vec::new();
         for &dst in destinations {
-            let message = match advert.encode(source, dst, self.config.core.checksum_mode) {
+            let message = match advert.encode(source, dst, config.core.checksum_mode) {
                 Ok(message) => message,
                 Err(e) => {
                     error!(error = ?e, "cannot encode an advert");
                     return;
                 }
             };
-            let sent = self.socket.send(dst, &message).await;
-            if sent.is_ok() {
-                self.status.lock().adverts_sent += 1;
+            match self.socket.send(dst, &message).await {
+                Ok(()) => self.status.lock().adverts_sent += 1,
+                Err(e) => failures.push((dst, e)),
             }
-            if let Err(e) = sent {
-                self.send_failures.record(
-                    "send_failed",
-                    Instant::now(),
-                    format_args!("advert to {dst}: {e}"),
-                );
-            }
+        }
+        for (dst, e) in failures {
+            self.send_failures.record(
+                "send_failed",
+                Instant::now(),
+                format_args!("advert to {dst}: {e}"),
+            );
         }
     }
 
