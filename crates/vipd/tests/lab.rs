@@ -209,6 +209,78 @@ fn vipd_stack_up_drill_down() {
 }
 
 #[test]
+fn mesh_lab_vipd_then_classic() {
+    if !require_root("mesh_lab_vipd_then_classic") {
+        return;
+    }
+    // vipd on the WireGuard mesh: every node follows the master through
+    // the tunnels.
+    let lab = Lab::new();
+    let up = vipd(&["lab", "up", "--mesh", "wireguard"], &lab.dir);
+    assert!(up.status.success(), "{}\n{}", text(&up), lab.logs());
+    let status = vipd(&["lab", "status"], &lab.dir);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        shown.contains("WireGuard mesh")
+            && shown.contains("wireguard-go")
+            && shown.contains("[holds the VIP]"),
+        "{shown}"
+    );
+    for file in ["holder-1.conf", "worker-1.wg"] {
+        assert!(lab.dir.join("mesh").join(file).exists(), "{file}");
+    }
+    let (report, output) = drill(&lab, &["master-kill", "master-wg-kill", "master-stop"]);
+    assert_passed(&report, &output, &lab);
+    for scenario in ["master-kill", "master-wg-kill", "master-stop"] {
+        let r = result(&report, scenario);
+        // Generous: the target is 1 s on a quiet machine.
+        assert!(ms(r, "outage_ms") < 5000.0, "{r}");
+        let routes = r["routes"].as_array().expect("routes on the mesh");
+        assert_eq!(
+            routes[0]["worker-1"],
+            serde_json::json!(["holder-2"]),
+            "{r}"
+        );
+        assert_eq!(
+            routes[1]["worker-1"],
+            serde_json::json!(["holder-1"]),
+            "{r}"
+        );
+        // Every follower moved twice (to holder-2, back to holder-1).
+        let repoints = r["repoint_ms"].as_array().expect("re-point times");
+        assert!(repoints.len() >= 8, "{r}");
+        assert!(repoints.iter().all(|v| v.as_f64().unwrap() < 5000.0), "{r}");
+    }
+    let run_id = lab.run_id();
+    let down = vipd(&["lab", "down"], &lab.dir);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(namespaces_of(&run_id).is_empty(), "namespaces left");
+
+    // The seed's design on the same mesh: keepalived moves the VIP, the
+    // AllowedIPs stay pinned to holder-1, and the drill says so.
+    let up = vipd(
+        &["lab", "up", "--mesh", "wireguard", "--stack", "classic"],
+        &lab.dir,
+    );
+    assert!(up.status.success(), "{}\n{}", text(&up), lab.logs());
+    let (report, output) = drill(&lab, &["master-stop"]);
+    assert!(!output.status.success(), "a wrong end state exits 1");
+    let stop = result(&report, "master-stop");
+    let check = stop["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["what"] == "every node routes the VIP to holder-2 during the fault")
+        .unwrap_or_else(|| panic!("no route check: {stop}"));
+    assert_eq!(check["ok"], false, "{stop}");
+    assert_eq!(
+        stop["routes"][0]["worker-1"],
+        serde_json::json!(["holder-1"]),
+        "{stop}"
+    );
+}
+
+#[test]
 fn classic_stack_up_drill_down() {
     if !require_root("classic_stack_up_drill_down") {
         return;
