@@ -82,7 +82,7 @@ pub fn reload(args: &SocketArgs) -> ExitCode {
 }
 
 /// `1.2s`, `3m04s`, `2h05m`, `3d04h`.
-fn span(seconds: f64) -> String {
+pub(super) fn span(seconds: f64) -> String {
     let s = seconds.max(0.0);
     if s < 60.0 {
         return format!("{s:.1}s");
@@ -96,7 +96,7 @@ fn span(seconds: f64) -> String {
 }
 
 /// The UTC time of day of a Unix timestamp.
-fn clock(at: f64) -> String {
+pub(super) fn clock(at: f64) -> String {
     let secs = at.max(0.0) as u64 % 86400;
     format!(
         "{:02}:{:02}:{:02}",
