@@ -322,9 +322,8 @@ fn vipd_puts_back_a_vip_entry_moved_outside_it_and_verify_shows_the_route() {
     // The master dies: the plane follows holder-2. Then the Ansible
     // handler's `wg syncconf` of the rendered file pins the VIP to
     // holder-1 again (the file's start value): vipd moves it back.
-    let mut topo = topo;
-    let nodes_pid = nodes[0].vipd_pid.unwrap();
-    topo.signal(nodes_pid, Signal::SIGKILL).unwrap();
+    let master = nodes[0].vipd_pid.unwrap();
+    topo.signal(master, Signal::SIGKILL).unwrap();
     follows("holder-2");
     assert!(points_at(&holder2), "{}", logs(&nodes));
     let changes_before = follower.status()["follow"]["changes"].as_u64().unwrap();
