@@ -39,7 +39,6 @@ advert_interval = "100ms"
 [mesh]
 interface = "wg99"
 network = "198.19.0.0/24"
-follower_interval = "200ms"
 
 [plane.health]
 kind = "tcp"

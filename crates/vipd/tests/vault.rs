@@ -439,7 +439,16 @@ fn check_show_and_run_read_the_vault_and_never_print_a_secret() {
     assert_eq!(locked.code, 1, "{}", locked.all());
 
     // The daemon's log, at trace level: it loads the vault, logs its
-    // warnings and stops (a worker without worker_local runs nothing).
+    // warnings and stops (a worker without worker_local, and here not
+    // following the VIP on the mesh, runs nothing).
+    let cluster = d.join("cluster.toml");
+    let text = std::fs::read_to_string(&cluster).unwrap();
+    assert!(text.contains("\n[mesh]\n"), "{text}");
+    std::fs::write(
+        &cluster,
+        text.replacen("\n[mesh]\n", "\n[mesh]\nfollow = false\n", 1),
+    )
+    .unwrap();
     let daemon = run(
         d,
         &[

@@ -14,7 +14,7 @@ use crate::config::spec::Datapath;
 use crate::lab::drill::{Drill, DrillConfig, Scenario, ScenarioResult};
 use crate::lab::stack::{self, Paths, Stack};
 use crate::lab::state::{self, LabState, NodeState, Phase};
-use crate::lab::topology::{self, Counts};
+use crate::lab::topology::{self, Counts, Network};
 use crate::lab::{pki::LabCa, report};
 
 #[derive(Debug, Args)]
@@ -80,6 +80,27 @@ pub struct TopologyArgs {
     /// plane proxies; examples/lab.toml) or `proxy` (holders proxy to the apiservers).
     #[arg(long, value_enum, default_value_t = DatapathArg::Dnat)]
     pub datapath: DatapathArg,
+    /// Build the cluster on a WireGuard mesh over the bridge, as the seed
+    /// runs it: wireguard-go on `wg99` in every node (198.19.0.0/24), the VIP
+    /// 198.19.0.100 on it, VRRP unicast through the tunnels. Without it the
+    /// cluster is on the bridge (198.18.0.0/24).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub mesh: Option<MeshArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MeshArg {
+    /// Userspace WireGuard (wireguard-go), configured from `vipd render wireguard`.
+    Wireguard,
+}
+
+impl TopologyArgs {
+    fn network(&self) -> Network {
+        match self.mesh {
+            Some(MeshArg::Wireguard) => Network::Wireguard,
+            None => Network::Lan,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -195,14 +216,16 @@ pub fn run(args: &LabArgs) -> ExitCode {
                 &a.dir.dir,
                 counts(&a.topology),
                 a.topology.datapath.into(),
+                a.topology.network(),
                 a.stack,
             ) {
                 Ok(state) => {
                     println!(
-                        "lab {} is up ({} stack, {} nodes); `vipd lab drill` to drill it, `vipd lab down` to remove it",
+                        "lab {} is up ({} stack, {} nodes, {}); `vipd lab drill` to drill it, `vipd lab down` to remove it",
                         state.run_id,
                         state.stack.as_str(),
-                        state.nodes.len()
+                        state.nodes.len(),
+                        state.network.describe()
                     );
                     ExitCode::SUCCESS
                 }
@@ -303,8 +326,29 @@ fn interrupted_error() -> io::Error {
     io::Error::new(io::ErrorKind::Interrupted, "interrupted")
 }
 
+/// Fails when `tool` cannot be started.
+fn need_tool(tool: &str, arg: &str, why: &str) -> io::Result<()> {
+    let found = std::process::Command::new(tool)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if found {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{why} needs {tool}")))
+    }
+}
+
 /// `vipd lab up`.
-pub fn up(dir: &Path, counts: Counts, datapath: Datapath, stack: Stack) -> io::Result<LabState> {
+pub fn up(
+    dir: &Path,
+    counts: Counts,
+    datapath: Datapath,
+    network: Network,
+    stack: Stack,
+) -> io::Result<LabState> {
     counts.validate().map_err(io::Error::other)?;
     if let Some(existing) = LabState::load(dir)? {
         return Err(io::Error::other(format!(
@@ -320,18 +364,19 @@ pub fn up(dir: &Path, counts: Counts, datapath: Datapath, stack: Stack) -> io::R
     }
     if stack == Stack::Classic {
         for tool in ["keepalived", "haproxy"] {
-            let found = std::process::Command::new(tool)
-                .arg("-v")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok();
-            if !found {
-                return Err(io::Error::other(format!(
-                    "--stack classic needs {tool}: apt-get install keepalived haproxy"
-                )));
-            }
+            need_tool(
+                tool,
+                "-v",
+                "--stack classic (apt-get install keepalived haproxy)",
+            )?;
         }
+    }
+    if network == Network::Wireguard {
+        let why = "--mesh wireguard (apt-get install --no-install-recommends wireguard-go wireguard-tools)";
+        need_tool("wireguard-go", "--version", why)?;
+        need_tool("wg", "--version", why)?;
+        need_tool("wg-quick", "-h", why)?;
+        need_tool("nsenter", "--version", "--mesh wireguard (util-linux)")?;
     }
     let created_dir = !dir.exists();
     std::fs::create_dir_all(dir)?;
@@ -340,30 +385,42 @@ pub fn up(dir: &Path, counts: Counts, datapath: Datapath, stack: Stack) -> io::R
         run_id: run_id.clone(),
         phase: Phase::Building,
         stack,
+        network,
         created_dir,
         namespaces: Vec::new(),
-        nodes: topology::nodes(counts)
+        nodes: topology::nodes(counts, network)
             .into_iter()
             .map(|n| NodeState {
                 name: n.name,
                 roles: vec![n.role.to_owned()],
                 namespace: String::new(),
                 address: std::net::IpAddr::V4(n.address),
+                underlay: (n.underlay != n.address).then_some(std::net::IpAddr::V4(n.underlay)),
                 pids: Default::default(),
             })
             .collect(),
-        files: ["cluster.toml", "ca.crt", "pki", "logs", "classic", "run"]
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
+        files: [
+            "cluster.toml",
+            "ca.crt",
+            "pki",
+            "logs",
+            "classic",
+            "run",
+            "secrets.toml",
+            "mesh",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect(),
     };
     state.save(dir)?;
     progress(&format!(
-        "lab {run_id}: {} holders, {} planes, {} workers, {} stack, in {}",
+        "lab {run_id}: {} holders, {} planes, {} workers, {} stack, {}, in {}",
         counts.holders,
         counts.planes,
         counts.workers,
         stack.as_str(),
+        network.describe(),
         dir.display()
     ));
     match build(dir, &mut state, counts, datapath) {
@@ -391,10 +448,36 @@ fn build(dir: &Path, state: &mut LabState, counts: Counts, datapath: Datapath) -
     let ca = LabCa::new("vipd lab CA").map_err(io::Error::other)?;
     let ca_file = dir.join("ca.crt");
     state::write_atomic(&ca_file, ca.certificate_pem().as_bytes())?;
-    let text = topology::cluster_text(counts, datapath, &ca_file).map_err(io::Error::other)?;
+    let paths = Paths {
+        dir: dir.to_owned(),
+        vipd: vipd_binary()?,
+        network: state.network,
+    };
+    let keys = match state.network {
+        Network::Lan => None,
+        Network::Wireguard => {
+            let keys = state
+                .nodes
+                .iter()
+                .map(|_| crate::lab::mesh::NodeKeys::generate())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io::Error::other)?;
+            let secrets = paths.secrets();
+            std::fs::write(&secrets, "")?;
+            std::fs::set_permissions(
+                &secrets,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )?;
+            std::fs::write(&secrets, topology::secrets_text(counts, &keys))?;
+            Some(keys)
+        }
+    };
+    let text = topology::cluster_text(counts, datapath, &ca_file, keys.as_deref())
+        .map_err(io::Error::other)?;
     let cluster = dir.join("cluster.toml");
     state::write_atomic(&cluster, text.as_bytes())?;
-    let checked = crate::config::check_file(&cluster, None)?;
+    let secrets = keys.as_ref().map(|_| paths.secrets());
+    let checked = crate::config::check_file(&cluster, secrets.as_deref())?;
     let Some(spec) = checked.spec.as_ref().filter(|_| checked.errors() == 0) else {
         return Err(io::Error::other(format!(
             "the generated cluster file does not pass `vipd check`:\n{}",
@@ -427,10 +510,26 @@ fn build(dir: &Path, state: &mut LabState, counts: Counts, datapath: Datapath) -
         state.run_id,
         state.namespaces.len()
     ));
-    let paths = Paths {
-        dir: dir.to_owned(),
-        vipd: vipd_binary()?,
-    };
+    if state.network == Network::Wireguard {
+        for i in 0..state.nodes.len() {
+            let plain = crate::lab::mesh::render(
+                &paths.vipd,
+                &cluster,
+                &paths.secrets(),
+                &state.nodes[i].name,
+                &paths.mesh(),
+            )?;
+            let started = stack::start_mesh(&paths, &mut state.nodes[i], &plain);
+            // The pids first: `down` must find them also when this failed.
+            state.save(dir)?;
+            started?;
+        }
+        progress(&format!(
+            "lab {}: wireguard-go on {} in every node, configured from `vipd render wireguard`",
+            state.run_id,
+            crate::lab::mesh::INTERFACE
+        ));
+    }
     if state.stack == Stack::Classic {
         write_classic(dir, spec, state)?;
     }
@@ -441,9 +540,10 @@ fn build(dir: &Path, state: &mut LabState, counts: Counts, datapath: Datapath) -
             .unwrap_or(6443);
         stack::start_apiserver(&paths, node, port)?;
     }
-    // Planes first (their proxies), then holders, top priority first.
+    // Planes first (their proxies), then holders, top priority first, then
+    // the workers (on the mesh they follow the VIP).
     let stack_kind = state.stack;
-    for role in ["plane", "vip"] {
+    for role in ["plane", "vip", "worker"] {
         for node in state.nodes.iter_mut().filter(|n| n.has_role(role)) {
             stack::start_node(&paths, stack_kind, node)?;
         }
@@ -602,15 +702,16 @@ fn status(args: &DirArgs) -> io::Result<()> {
         return Ok(());
     };
     println!(
-        "lab {} ({:?}), {} stack, in {}",
+        "lab {} ({:?}), {} stack, {}, in {}",
         state.run_id,
         state.phase,
         state.stack.as_str(),
+        state.network.describe(),
         args.dir.display()
     );
-    let vip = crate::config::check_file(&args.dir.join("cluster.toml"), None)
+    let vip = lab_spec(&args.dir, &state)
         .ok()
-        .and_then(|c| c.spec.map(|s| s.vip.address.to_string()));
+        .map(|s| s.vip.address.to_string());
     for node in &state.nodes {
         let ns = crate::lab::netns::Netns::existing(&node.namespace);
         let holds = vip.as_ref().is_some_and(|vip| {
@@ -643,10 +744,21 @@ fn status(args: &DirArgs) -> io::Result<()> {
     Ok(())
 }
 
-fn drill_config(options: &DrillOptions) -> DrillConfig {
+/// The lab's checked cluster file (with its secrets on the mesh).
+fn lab_spec(dir: &Path, state: &LabState) -> io::Result<crate::config::ClusterSpec> {
+    let secrets = (state.network == Network::Wireguard).then(|| dir.join("secrets.toml"));
+    let checked = crate::config::check_file(&dir.join("cluster.toml"), secrets.as_deref())?;
+    checked
+        .spec
+        .clone()
+        .filter(|_| checked.errors() == 0)
+        .ok_or_else(|| io::Error::other(checked.render()))
+}
+
+fn drill_config(options: &DrillOptions, network: Network) -> DrillConfig {
     DrillConfig {
         scenarios: if options.scenarios.is_empty() {
-            Scenario::ALL.to_vec()
+            Scenario::all_on(network)
         } else {
             options.scenarios.clone()
         },
@@ -672,18 +784,14 @@ pub fn drill(dir: &Path, options: &DrillOptions) -> io::Result<Vec<ScenarioResul
             dir.display()
         )));
     }
-    let checked = crate::config::check_file(&dir.join("cluster.toml"), None)?;
-    let spec = checked
-        .spec
-        .clone()
-        .filter(|_| checked.errors() == 0)
-        .ok_or_else(|| io::Error::other(checked.render()))?;
+    let spec = lab_spec(dir, &state)?;
+    let network = state.network;
     let mut drill = Drill::new(
         dir,
         state,
         spec,
         vipd_binary()?,
-        drill_config(options),
+        drill_config(options, network),
         Box::new(progress),
     );
     let results = drill.run();
@@ -752,6 +860,7 @@ fn all(args: &AllArgs) -> ExitCode {
             dir,
             counts(&args.topology),
             args.topology.datapath.into(),
+            args.topology.network(),
             *stack,
         ) {
             failure = Some(e);

@@ -49,10 +49,10 @@ pub fn run(run_args: &RunArgs) -> ExitCode {
         error!(node = %args.node, "no such node in {}", args.config.display());
         return ExitCode::FAILURE;
     };
-    if plan.vrrp.is_none() && plan.frontends.is_empty() {
+    if plan.vrrp.is_none() && plan.frontends.is_empty() && plan.follow.is_none() {
         error!(
             node = %args.node,
-            "this node has nothing for vipd to run: it holds no VIP and runs no proxy (a worker runs one with [proxy] worker_local = true)"
+            "this node has nothing for vipd to run: it holds no VIP, runs no proxy (a worker runs one with [proxy] worker_local = true) and follows no VIP on a mesh ([mesh] follow = true with the VIP on the mesh interface)"
         );
         return ExitCode::FAILURE;
     }

@@ -62,6 +62,21 @@ impl ClusterSpec {
         })
     }
 
+    /// How often a master advertises to each follower between transitions:
+    /// `mesh.follower_interval`, else 1.5 × `vip.advert_interval`
+    /// ([`crate::config::spec::FOLLOWER_INTERVAL_ADVERTS`]).
+    pub fn follower_interval(&self) -> Interval {
+        self.mesh
+            .as_ref()
+            .and_then(|m| m.follower_interval)
+            .unwrap_or_else(|| {
+                let advert = self.vip.advert_interval.get();
+                let ms =
+                    advert.as_secs_f64() * 1000.0 * crate::config::spec::FOLLOWER_INTERVAL_ADVERTS;
+                Interval::from_millis(ms.round() as u64)
+            })
+    }
+
     /// True when the VIP's interface is the WireGuard mesh interface.
     pub fn vip_on_mesh(&self) -> bool {
         self.mesh
@@ -287,7 +302,7 @@ impl ClusterSpec {
             interval: if holder {
                 self.vip.advert_interval
             } else {
-                mesh.follower_interval
+                self.follower_interval()
             },
             holder,
         })
@@ -322,10 +337,7 @@ impl ClusterSpec {
             trackers: self.trackers_of(node),
             designated_successor: self.is_designated_successor(node),
             followers: self.followers(),
-            follower_interval: self
-                .mesh
-                .as_ref()
-                .map_or(defaults::FOLLOWER_INTERVAL, |m| m.follower_interval),
+            follower_interval: self.follower_interval(),
         }
     }
 

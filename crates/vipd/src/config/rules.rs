@@ -78,6 +78,11 @@ pub const RULES: &[Rule] = &[
         "mesh.follower_interval is outside 10ms..=60s",
     ),
     rule(
+        "follower-interval-slow",
+        W,
+        "mesh.follower_interval is so long that followers re-point late after a master crashes",
+    ),
+    rule(
         "address-family",
         E,
         "a VIP holder's address is not of the VIP's family",
@@ -662,18 +667,43 @@ fn addresses(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
         }
     }
     let Some(mesh) = &spec.mesh else { return };
-    let follower_interval = mesh.follower_interval.get();
-    if follower_interval < std::time::Duration::from_millis(10)
-        || follower_interval > std::time::Duration::from_secs(60)
-    {
-        out.push(
-            Diagnostic::error(
-                "follower-interval",
-                "mesh.follower_interval",
-                format!("a master advertises to the followers every {}: that is outside 10ms..=60s", mesh.follower_interval),
-            )
-            .help("use the default \"500ms\" (a follower trusts a master for 3 intervals; 2 packets a second per follower)"),
-        );
+    if let Some(interval) = mesh.follower_interval {
+        let follower_interval = interval.get();
+        let advert = spec.vip.advert_interval.get();
+        let prompt = advert.mul_f64(crate::config::spec::FOLLOWER_INTERVAL_PROMPT_ADVERTS);
+        if follower_interval < std::time::Duration::from_millis(10)
+            || follower_interval > std::time::Duration::from_secs(60)
+        {
+            out.push(
+                Diagnostic::error(
+                    "follower-interval",
+                    "mesh.follower_interval",
+                    format!("a master advertises to the followers every {interval}: that is outside 10ms..=60s"),
+                )
+                .help("leave it out for the default, 1.5 × vip.advert_interval (a follower trusts a master for 3 intervals)"),
+            );
+        } else if spec.vip_on_mesh() && follower_interval > prompt {
+            // A crashed master's last advert to a follower is overdue
+            // 1.25 intervals after it; the backup takes over about 2 advert
+            // intervals after it at the earliest.
+            let late = follower_interval.mul_f64(1.25).saturating_sub(advert * 2);
+            out.push(
+                Diagnostic::warning(
+                    "follower-interval-slow",
+                    "mesh.follower_interval",
+                    format!(
+                        "with adverts every {} to the followers, a follower may keep routing the VIP to a crashed master for up to {} ms after the new master's first advert (until the old one's advert is 1.25 intervals overdue)",
+                        interval,
+                        late.as_millis()
+                    ),
+                )
+                .help(format!(
+                    "use at most {} ms (1.6 × vip.advert_interval), or leave it out for 1.5 × vip.advert_interval; each follower then costs the master {:.1} adverts a second",
+                    prompt.as_millis(),
+                    1.0 / prompt.as_secs_f64()
+                )),
+            );
+        }
     }
     if spec.vip_on_mesh() && !mesh.network.contains(&vip) {
         out.push(

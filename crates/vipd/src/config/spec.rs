@@ -31,7 +31,6 @@ pub mod defaults {
     pub const DNS_VIP_NAME: &str = "k8s-api";
     pub const SECRETS_FILE: &str = "secrets.toml";
     pub const WIREGUARD_LISTEN_PORT: Port = Port(51820);
-    pub const FOLLOWER_INTERVAL: Interval = Interval::from_millis(500);
     pub const ANNOUNCE_COUNT: u32 = 5;
     pub const ANNOUNCE_INTERVAL: Interval = Interval::from_millis(10);
     pub const ANNOUNCE_REPEAT_AFTER: Interval = Interval::from_secs(5);
@@ -545,14 +544,23 @@ pub struct MeshSection {
     #[serde(default = "default_true")]
     pub follow: bool,
     /// How often a master sends the followers an advert, after the burst
-    /// it sends them on taking over. Default 500ms.
-    #[serde(default = "default_follower_interval")]
-    pub follower_interval: Interval,
+    /// it sends them on taking over. Default: 1.5 × `vip.advert_interval`
+    /// ([`ClusterSpec::follower_interval`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follower_interval: Option<Interval>,
 }
 
-fn default_follower_interval() -> Interval {
-    defaults::FOLLOWER_INTERVAL
-}
+/// The default follower interval, in advert intervals: a dead master's
+/// last advert to a follower is then overdue (1.25 intervals) before a
+/// backup's Master_Down_Interval (3 advert intervals and the skew, from
+/// an advert up to one interval older) ends, so the followers take the new
+/// master's first advert at once: 1.25 × 1.5 = 1.875 < 2.
+pub const FOLLOWER_INTERVAL_ADVERTS: f64 = 1.5;
+
+/// The longest follower interval, in advert intervals, with which a
+/// follower still re-points on the new master's first advert after a crash
+/// (1.25 × it ≤ 2 advert intervals).
+pub const FOLLOWER_INTERVAL_PROMPT_ADVERTS: f64 = 1.6;
 
 fn default_wireguard_port() -> Port {
     defaults::WIREGUARD_LISTEN_PORT

@@ -20,9 +20,21 @@
 //! lost. Checked: the end state of each phase (see [`Scenario`]); a failed
 //! check fails the scenario, and the drill exits non-zero.
 //!
+//! On the WireGuard mesh (`--mesh wireguard`) the drill also reads, just
+//! before the heal and at the end, where every node's WireGuard device
+//! routes the VIP (`wg show wg99 allowed-ips`, in the node's namespaces),
+//! and judges it: every node that does not hold the VIP routes it to the
+//! one holder that does, on exactly one peer. That is what decides whether
+//! a client on the mesh is served; two holders with the VIP on their own
+//! `wg99` do not disturb each other there (there is no ARP), so on the mesh
+//! a cut-off master keeping the VIP is not judged as a split. With the vipd
+//! stack it also takes each follower's re-point time from the statuses: the
+//! new master's transition (its burst of adverts starts then) to the
+//! follower's route change plus its device write. The links the faults cut
+//! are the underlay's (`eth0`, which carries WireGuard's UDP).
+//!
 //! Adding a scenario: a variant, its name and description, its fault and
 //! heal in [`Drill::apply`] / [`Drill::heal`], its checks in [`Drill::judge`].
-//! (`config-reload` joins once `vipd reload` exists.)
 
 use std::collections::BTreeMap;
 use std::io;
@@ -37,6 +49,7 @@ use super::client::{Attempt, Client, ClientConfig, ClientLog, Spans, VipWatch};
 use super::netns::Netns;
 use super::stack::{self, Paths, Stack};
 use super::state::LabState;
+use super::topology::Network;
 use crate::config::ClusterSpec;
 
 /// A drill scenario. Names are stable (`--scenario NAME`, the JSON report).
@@ -66,10 +79,14 @@ pub enum Scenario {
     /// on every node; classic: keepalived SIGHUP, HAProxy `-sf`); heal: the
     /// original file, reloaded again.
     ConfigReload,
+    /// On the mesh: the VIP master's wireguard-go is killed (its `wg99`
+    /// goes, with the VIP on it) while its VIP daemon lives; heal: started
+    /// and configured again.
+    MasterWgKill,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::MasterKill,
         Scenario::MasterStop,
         Scenario::MasterLinkDown,
@@ -80,7 +97,21 @@ impl Scenario {
         Scenario::PlanesDownButOne,
         Scenario::HolderPartition,
         Scenario::ConfigReload,
+        Scenario::MasterWgKill,
     ];
+
+    /// Whether the scenario can run on `network`.
+    pub fn runs_on(self, network: Network) -> bool {
+        self != Scenario::MasterWgKill || network == Network::Wireguard
+    }
+
+    /// Every scenario that runs on `network`, in order.
+    pub fn all_on(network: Network) -> Vec<Scenario> {
+        Self::ALL
+            .into_iter()
+            .filter(|s| s.runs_on(network))
+            .collect()
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -94,6 +125,7 @@ impl Scenario {
             Scenario::PlanesDownButOne => "planes-down-but-one",
             Scenario::HolderPartition => "holder-partition",
             Scenario::ConfigReload => "config-reload",
+            Scenario::MasterWgKill => "master-wg-kill",
         }
     }
 
@@ -111,6 +143,9 @@ impl Scenario {
             Scenario::ConfigReload => {
                 "every daemon reloads an edited cluster file under load, then the original"
             }
+            Scenario::MasterWgKill => {
+                "VIP master's wireguard-go SIGKILLed (its daemon lives), then started again"
+            }
         }
     }
 
@@ -122,6 +157,7 @@ impl Scenario {
                 | Scenario::MasterLinkDown
                 | Scenario::MasterRestart
                 | Scenario::HolderPartition
+                | Scenario::MasterWgKill
         )
     }
 }
@@ -203,11 +239,20 @@ pub struct ScenarioResult {
     pub failed_after_heal: usize,
     pub streams: usize,
     pub streams_lost: usize,
+    /// On the mesh with vipd: each follower's re-point time (ms) for every
+    /// master change seen before the heal and by the end: the new master's
+    /// transition to the follower's route change plus its device write.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repoint_ms: Vec<f64>,
     /// Failed requests by error (`connect timed out`, `HTTP 500`, ...).
     pub failures: BTreeMap<String, usize>,
     pub checks: Vec<Check>,
     pub passed: bool,
     pub holders: Vec<(String, Spans)>,
+    /// On the mesh: where each node's device routed the VIP just before the
+    /// heal and at the end (node -> the holders whose peer has it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes: Option<[BTreeMap<String, Vec<String>>; 2]>,
     /// Every plane, for the timeline (their conditions are in `events`).
     pub planes: Vec<String>,
     pub events: Vec<Event>,
@@ -246,6 +291,18 @@ enum Applied {
     Partition(String, String),
     /// The cluster file before the edit, to put back and reload.
     Reloaded(String),
+    /// A node whose wireguard-go was killed.
+    WireguardDown(String),
+}
+
+/// What the drill reads from the mesh at one moment.
+#[derive(Debug, Clone, Default)]
+struct MeshSample {
+    /// Node -> the holders whose peer has the VIP on its device (nodes
+    /// whose device cannot be read, e.g. without wireguard-go, are left out).
+    routes: BTreeMap<String, Vec<String>>,
+    /// (node, route change time) -> its re-point time, ms.
+    repoints: BTreeMap<(String, u64), f64>,
 }
 
 const PARTITION_TABLE: &str = "vipd_lab_partition";
@@ -270,6 +327,7 @@ impl Drill {
         config: DrillConfig,
         progress: Box<dyn FnMut(&str)>,
     ) -> Self {
+        let network = state.network;
         Self {
             dir: dir.to_owned(),
             state,
@@ -277,6 +335,7 @@ impl Drill {
             paths: Paths {
                 dir: dir.to_owned(),
                 vipd,
+                network,
             },
             config,
             progress,
@@ -339,7 +398,7 @@ impl Drill {
     fn client_config(&self, streams: usize, limit: Duration) -> ClientConfig {
         ClientConfig {
             target: SocketAddr::new(self.vip(), self.spec.api.port.get()),
-            sources: super::topology::client_sources(),
+            sources: super::topology::client_sources(self.state.network),
             ca_file: self.dir.join("ca.crt"),
             every: self.config.every,
             // Room for one SYN retransmission (at 1 s), as a real client
@@ -492,6 +551,11 @@ impl Drill {
                     .get(what)
                     .is_none_or(|&pid| !stack::alive_in(pid, &node.namespace))
             };
+            if paths.network == Network::Wireguard && dead(node, stack::WIREGUARD_GO) {
+                node.pids.remove(stack::WIREGUARD_GO);
+                let plain = paths.mesh().join(format!("{name}.wg"));
+                let _ = stack::start_mesh(&paths, node, &plain);
+            }
             if node.has_role("plane") && dead(node, "apiserver") {
                 node.pids.remove("apiserver");
                 let _ = stack::start_apiserver(&paths, node, port);
@@ -502,7 +566,9 @@ impl Drill {
                     let _ = stack::start_vip_daemon(&paths, stack, node);
                 }
             }
-            if stack == Stack::Vipd && node.has_role("plane") && dead(node, "vipd") {
+            let runs_vipd = node.has_role("plane")
+                || (paths.network == Network::Wireguard && node.has_role("worker"));
+            if stack == Stack::Vipd && runs_vipd && dead(node, "vipd") {
                 node.pids.remove("vipd");
                 let _ = stack::start_node(&paths, stack, node);
             }
@@ -536,6 +602,8 @@ impl Drill {
             failed_after_heal: 0,
             streams: 0,
             streams_lost: 0,
+            repoint_ms: Vec::new(),
+            routes: None,
             failures: BTreeMap::new(),
             checks: Vec::new(),
             passed: true,
@@ -548,6 +616,9 @@ impl Drill {
     }
 
     fn run_one(&mut self, scenario: Scenario) -> io::Result<ScenarioResult> {
+        if !scenario.runs_on(self.state.network) {
+            return Ok(self.skipped(scenario, "needs --mesh wireguard".into()));
+        }
         if scenario.needs_backup() && self.holders().len() < 2 {
             return Ok(self.skipped(scenario, "needs two VIP holders".into()));
         }
@@ -582,6 +653,7 @@ impl Drill {
             epoch,
             self.client_config(self.config.streams, total + Duration::from_secs(60)),
         )?;
+        let started_at = unix_now();
         let mut events = Vec::new();
         let outcome = (|| -> io::Result<(f64, f64, Applied)> {
             sleep_checked(self.config.pre)?;
@@ -590,6 +662,7 @@ impl Drill {
             self.say(&format!("{stack} {}: fault injected", scenario.name()));
             sleep_checked(self.config.observe).map(|()| (fault_ms, 0.0, applied))
         })();
+        let before_heal = self.sample_mesh(started_at);
         let (fault_ms, heal_ms, applied_ok) = match outcome {
             Ok((fault_ms, _, applied)) => {
                 let heal_ms = epoch.elapsed().as_secs_f64() * 1000.0;
@@ -607,11 +680,101 @@ impl Drill {
         };
         debug_assert!(applied_ok);
         let settled = sleep_checked(self.config.settle);
+        let at_end = self.sample_mesh(started_at);
         let end_ms = epoch.elapsed().as_secs_f64() * 1000.0;
         let log = client.finish()?;
         let holders = watch.finish(end_ms);
         settled?;
-        Ok(self.judge(scenario, fault_ms, heal_ms, end_ms, log, holders, events))
+        let mesh = before_heal.zip(at_end);
+        Ok(self.judge(
+            scenario, fault_ms, heal_ms, end_ms, log, holders, events, mesh,
+        ))
+    }
+
+    /// On the mesh: where every node's device routes the VIP now, and (with
+    /// vipd) the re-point times of the route changes since `since` (Unix s).
+    fn sample_mesh(&self, since: f64) -> Option<MeshSample> {
+        if self.state.network != Network::Wireguard {
+            return None;
+        }
+        let vip = ipnet::IpNet::from(self.vip());
+        let owner: BTreeMap<String, String> = self
+            .spec
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.wireguard.as_ref()?.public_key.clone(), n.name.clone())))
+            .collect();
+        let mut sample = MeshSample::default();
+        for node in &self.state.nodes {
+            let Some(&anchor) = node.pids.get(stack::ANCHOR) else {
+                continue;
+            };
+            if let Ok(peers) = super::mesh::vip_peers(anchor, &node.namespace, vip) {
+                let holders = peers
+                    .iter()
+                    .map(|k| owner.get(k).cloned().unwrap_or_else(|| format!("key {k}")))
+                    .collect();
+                sample.routes.insert(node.name.clone(), holders);
+            }
+        }
+        if self.stack() == Stack::Vipd {
+            sample.repoints = self.repoints(since);
+        }
+        Some(sample)
+    }
+
+    /// Each vipd node's last route change to a holder that became master
+    /// after `since` (Unix s): the time from that transition to the change,
+    /// plus the device write (ms). Nodes that do not answer are left out.
+    fn repoints(&self, since: f64) -> BTreeMap<(String, u64), f64> {
+        let statuses: Vec<crate::api::schema::StatusDocument> = self
+            .state
+            .nodes
+            .iter()
+            .filter(|n| n.pids.contains_key("vipd"))
+            .filter_map(|n| {
+                let response =
+                    crate::api::client::request(&self.paths.socket(&n.name), "GET", "/v1/status")
+                        .ok()?;
+                serde_json::from_slice(&response.body).ok()
+            })
+            .collect();
+        let mastered: BTreeMap<&str, f64> = statuses
+            .iter()
+            .filter_map(|s| {
+                let at = s
+                    .vrrp
+                    .as_ref()?
+                    .transitions
+                    .iter()
+                    .rev()
+                    .find(|t| t.to == "master")?
+                    .at;
+                Some((s.node.as_str(), at))
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        for status in &statuses {
+            let Some(follow) = &status.follow else {
+                continue;
+            };
+            let (Some(holder), true, Some(write_ms)) =
+                (&follow.holder, follow.applied, follow.last_change_ms)
+            else {
+                continue;
+            };
+            let Some(&at) = mastered.get(holder.as_str()) else {
+                continue;
+            };
+            // Only a change after a transition in this scenario: a master
+            // that stayed master (heard again after a cut) is no new one.
+            if at < since || follow.since < at {
+                continue;
+            }
+            let repoint = (follow.since - at) * 1000.0 + write_ms;
+            out.insert((status.node.clone(), (follow.since * 1e6) as u64), repoint);
+        }
+        out
     }
 
     fn event(events: &mut Vec<Event>, epoch: Instant, node: &str, state: &str) {
@@ -662,6 +825,17 @@ impl Drill {
                 Self::event(events, epoch, &master, "link down");
                 Applied::LinksDown(vec![master])
             }
+            Scenario::MasterWgKill => {
+                let node = self.state.node_mut(&master).ok_or_else(no_node)?;
+                let pid = node.pids.remove(stack::WIREGUARD_GO).unwrap_or(0);
+                if !stack::signal_in(pid, &node.namespace, Signal::SIGKILL) {
+                    return Err(io::Error::other(format!(
+                        "the wireguard-go of {master} is not running"
+                    )));
+                }
+                Self::event(events, epoch, &master, "wireguard killed");
+                Applied::WireguardDown(master)
+            }
             Scenario::PlaneUnhealthy => {
                 let node = self.state.node(&plane).ok_or_else(no_node)?;
                 let pid = node.pids.get("apiserver").copied().unwrap_or(0);
@@ -704,10 +878,11 @@ impl Drill {
             }
             Scenario::HolderPartition => {
                 let other = self.second_holder().ok_or_else(no_node)?;
+                // The underlay: on the mesh this cuts the tunnel between them.
                 let addr = |n: &str| {
                     self.state
                         .node(n)
-                        .map(|n| n.address.to_string())
+                        .map(|n| n.underlay().to_string())
                         .unwrap_or_default()
                 };
                 for (here, peer) in [(&master, addr(&other)), (&other, addr(&master))] {
@@ -794,6 +969,18 @@ impl Drill {
                 std::fs::write(self.paths.cluster(), original)?;
                 self.reload_all(epoch, events)?;
             }
+            Applied::WireguardDown(holder) => {
+                let paths = self.paths.clone();
+                let node = self.state.node_mut(&holder).ok_or_else(no_node)?;
+                if !stack::wait_gone(&node.namespace, stack::WIREGUARD_GO, Duration::from_secs(5)) {
+                    return Err(io::Error::other(format!(
+                        "the wireguard-go of {holder} did not exit"
+                    )));
+                }
+                let plain = paths.mesh().join(format!("{holder}.wg"));
+                stack::start_mesh(&paths, node, &plain)?;
+                Self::event(events, epoch, &holder, "running");
+            }
             Applied::Partition(a, b) => {
                 for here in [&a, &b] {
                     let _ = run_ok(
@@ -873,6 +1060,7 @@ impl Drill {
         log: ClientLog,
         holders: Vec<(String, Spans)>,
         events: Vec<Event>,
+        mesh: Option<(MeshSample, MeshSample)>,
     ) -> ScenarioResult {
         let master = self.top_holder().unwrap_or_default();
         let victim_plane = self.planes().first().cloned().unwrap_or_default();
@@ -901,15 +1089,32 @@ impl Drill {
         let converge_ms = converged_since(&holders, heal_ms, end_ms).map(|t| t - heal_ms);
         let at_heal = at(heal_ms - 1.0);
         let at_end = at(end_ms - 1.0);
+        let on_mesh = mesh.is_some();
         match scenario {
-            Scenario::MasterKill | Scenario::MasterStop | Scenario::MasterLinkDown => {
+            Scenario::MasterKill
+            | Scenario::MasterStop
+            | Scenario::MasterLinkDown
+            | Scenario::MasterWgKill => {
                 let others: Vec<&String> = at_heal.iter().filter(|h| **h != master).collect();
                 check(
                     "another holder took the VIP".into(),
                     others.len() == 1,
                     format!("VIP on {at_heal:?} before the heal"),
                 );
-                if scenario != Scenario::MasterKill {
+                if let (Some((before, _)), [new]) = (&mesh, others.as_slice()) {
+                    let (ok, detail) = routed_to(&before.routes, new, &[&master, new]);
+                    check(
+                        format!("every node routes the VIP to {new} during the fault"),
+                        ok,
+                        detail,
+                    );
+                }
+                // A cut-off master keeping the VIP on its own wg99 is no
+                // split on the mesh: nobody routes to it (judged above).
+                let split_matters = !(on_mesh && scenario == Scenario::MasterLinkDown);
+                if !matches!(scenario, Scenario::MasterKill | Scenario::MasterWgKill)
+                    && split_matters
+                {
                     check(
                         "exactly one holder during the fault".into(),
                         at_heal.len() == 1,
@@ -1004,6 +1209,25 @@ impl Drill {
             at_end == [master.clone()],
             format!("VIP on {at_end:?}"),
         );
+        if let Some((before, end)) = &mesh {
+            let (ok, detail) = routed_to(&end.routes, &master, &[&master]);
+            check(
+                format!("every node routes the VIP to {master} at the end"),
+                ok,
+                detail,
+            );
+            let doubled: Vec<&String> = [&before.routes, &end.routes]
+                .iter()
+                .flat_map(|r| r.iter())
+                .filter(|(_, holders)| holders.len() > 1)
+                .map(|(node, _)| node)
+                .collect();
+            check(
+                "the VIP never on two peers of a device".into(),
+                doubled.is_empty(),
+                format!("on two peers: {doubled:?}"),
+            );
+        }
         if scenario == Scenario::HolderPartition {
             check(
                 "one master again after the heal".into(),
@@ -1059,6 +1283,15 @@ impl Drill {
             failed_after_heal,
             streams,
             streams_lost,
+            repoint_ms: mesh
+                .as_ref()
+                .map(|(before, end)| {
+                    let mut all = before.repoints.clone();
+                    all.extend(end.repoints.clone());
+                    all.into_values().collect()
+                })
+                .unwrap_or_default(),
+            routes: mesh.map(|(before, end)| [before.routes, end.routes]),
             failures,
             checks,
             passed,
@@ -1099,6 +1332,37 @@ fn edited_cluster(original: &str, master: &str) -> io::Result<String> {
         }
     }
     toml::to_string(&table).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Whether every node of `routes` but `except` routes the VIP to `holder`
+/// alone, with the ones that do not.
+fn routed_to(
+    routes: &BTreeMap<String, Vec<String>>,
+    holder: &str,
+    except: &[&String],
+) -> (bool, String) {
+    let wrong: Vec<String> = routes
+        .iter()
+        .filter(|(node, _)| !except.contains(node))
+        .filter(|(_, holders)| holders.as_slice() != [holder])
+        .map(|(node, holders)| format!("{node} -> {holders:?}"))
+        .collect();
+    let judged = routes.keys().filter(|n| !except.contains(n)).count();
+    if judged == 0 {
+        return (false, "no device could be read".into());
+    }
+    if wrong.is_empty() {
+        (true, format!("{judged} nodes"))
+    } else {
+        (false, wrong.join(", "))
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn no_node() -> io::Error {

@@ -12,6 +12,26 @@ fn ms(v: Option<f64>) -> String {
     }
 }
 
+/// The median and the maximum of `values`, None when empty.
+pub fn median_max(values: &[f64]) -> Option<(f64, f64)> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = match n {
+        0 => return None,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    Some((median, sorted[n - 1]))
+}
+
+fn repoint(values: &[f64]) -> String {
+    match median_max(values) {
+        Some((median, max)) => format!("{median:.0} / {max:.0} ms"),
+        None => "-".to_owned(),
+    }
+}
+
 /// One line per finished scenario, for the progress output.
 pub fn progress_line(r: &ScenarioResult) -> String {
     if let Some(why) = &r.skipped {
@@ -60,9 +80,10 @@ pub fn table(results: &[ScenarioResult]) -> String {
         "slow",
         "streams lost",
         "converged",
+        "re-point med / max",
         "end state",
     ];
-    let mut rows: Vec<[String; 10]> = Vec::new();
+    let mut rows: Vec<[String; 11]> = Vec::new();
     let mut order: Vec<&str> = Vec::new();
     for r in results {
         if !order.contains(&r.scenario.name()) {
@@ -75,6 +96,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
                 rows.push([
                     (*name).to_owned(),
                     r.stack.as_str().to_owned(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -96,6 +118,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
                 r.slow_connects.to_string(),
                 format!("{} / {}", r.streams_lost, r.streams),
                 ms(r.converge_ms),
+                repoint(&r.repoint_ms),
                 if r.passed { "ok" } else { "WRONG" }.to_owned(),
             ]);
         }
@@ -125,6 +148,21 @@ pub fn table(results: &[ScenarioResult]) -> String {
     );
     for row in &rows {
         line(row, &mut out);
+    }
+    for stack in [super::stack::Stack::Vipd, super::stack::Stack::Classic] {
+        let all: Vec<f64> = results
+            .iter()
+            .filter(|r| r.stack == stack)
+            .flat_map(|r| r.repoint_ms.iter().copied())
+            .collect();
+        if let Some((median, max)) = median_max(&all) {
+            let _ = writeln!(
+                out,
+                "\n{} re-point (a new master's transition -> a follower's WireGuard route written), {} changes: median {median:.1} ms, max {max:.1} ms",
+                stack.as_str(),
+                all.len()
+            );
+        }
     }
     let wrong: Vec<String> = results
         .iter()
@@ -384,6 +422,12 @@ mod tests {
             failed_after_heal: 0,
             streams: 2,
             streams_lost: 2,
+            repoint_ms: if stack == Stack::Vipd {
+                vec![14.0, 9.0, 30.0]
+            } else {
+                Vec::new()
+            },
+            routes: None,
             failures: BTreeMap::from([("connect timed out".to_owned(), 1)]),
             checks: vec![Check {
                 what: "exactly one VIP holder at the end: holder-1".into(),
@@ -431,6 +475,23 @@ mod tests {
             text.contains("classic master-kill: exactly one VIP holder"),
             "{text}"
         );
+        assert!(
+            lines[2].contains("14 / 30 ms"),
+            "re-point median / max: {text}"
+        );
+        assert!(
+            text.contains("vipd re-point")
+                && text.contains("3 changes: median 14.0 ms, max 30.0 ms"),
+            "{text}"
+        );
+        assert!(!text.contains("classic re-point"), "{text}");
+    }
+
+    #[test]
+    fn median_and_maximum() {
+        assert_eq!(median_max(&[]), None);
+        assert_eq!(median_max(&[3.0]), Some((3.0, 3.0)));
+        assert_eq!(median_max(&[4.0, 1.0, 2.0, 3.0]), Some((2.5, 4.0)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The per-node processes of a lab, for either stack:
 //!
-//! - `vipd`: `vipd run --node N` on every holder and plane (workers run
-//!   nothing: the lab's spec has no `worker_local` proxy);
+//! - `vipd`: `vipd run --node N` on every holder and plane; on the mesh on
+//!   the workers too (they follow the VIP's master); on the LAN workers run
+//!   nothing (the lab's spec has no `worker_local` proxy);
 //! - `classic`: keepalived on every holder (`vipd render keepalived`), and
 //!   HAProxy (`vipd render haproxy`) wherever vipd would run a proxy: on
 //!   every plane, and on the holders with the `proxy` datapath; with the
@@ -9,10 +10,14 @@
 //!   (`vipd render nftables`, every plane in it: the hand-written rule of
 //!   the seed, which follows no health);
 //! - on every plane, for both, the stand-in kube-apiserver
-//!   (`vipd lab apiserver`).
+//!   (`vipd lab apiserver`);
+//! - on the mesh, for both, the node's anchor and wireguard-go
+//!   ([`start_mesh`], lab::mesh): the classic stack keeps the AllowedIPs
+//!   `vipd render wireguard` wrote, the VIP pinned to the first holder.
 //!
-//! Processes run inside their node's namespace (`ip netns exec`, which
-//! execs, so the pid is the program's), in a process group of their own (a
+//! Processes run inside their node's namespace (`ip netns exec`, or on the
+//! mesh `nsenter` into the node's anchor; both exec, so the pid is the
+//! program's), in a process group of their own (a
 //! Ctrl-C at the terminal reaches only `vipd lab`), with stdout and stderr
 //! appended to `DIR/logs/NODE.PROGRAM.log`. They are signalled by pid only,
 //! after checking that the pid still runs the expected program inside the
@@ -30,7 +35,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::mesh;
 use super::state::{LabState, NodeState};
+use super::topology::Network;
 
 /// Which software runs the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -66,30 +73,54 @@ pub fn log_path(dir: &Path, node: &str, program: &str) -> PathBuf {
     dir.join("logs").join(format!("{node}.{program}.log"))
 }
 
-/// Starts `program args` inside `namespace`, logging to `log`. Returns the pid.
+/// `program` inside `node`: in its network namespace, and on the mesh in
+/// its anchor's mount namespace too.
+pub fn node_command(node: &NodeState, program: &Path) -> Command {
+    match node.pids.get(ANCHOR) {
+        Some(&anchor) => mesh::in_node_command(anchor, &node.namespace, program),
+        None => {
+            let mut command = Command::new("ip");
+            command
+                .args(["netns", "exec", &node.namespace])
+                .arg(program);
+            command
+        }
+    }
+}
+
+/// What the node's anchor is called in [`NodeState::pids`].
+pub const ANCHOR: &str = "anchor";
+/// What wireguard-go is called there.
+pub const WIREGUARD_GO: &str = "wireguard-go";
+
+/// Starts `program args` inside `node`, logging to `log`. Returns the pid.
 pub fn spawn_in(
-    namespace: &str,
+    node: &NodeState,
     program: &Path,
     args: &[String],
     log: &Path,
     env: &[(&str, &str)],
 ) -> io::Result<u32> {
+    let mut command = node_command(node, program);
+    command.args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    spawn(command, log)
+}
+
+/// Starts `command` (which execs into its program, keeping the pid) in a
+/// process group of its own, logging to `log`. Returns the pid.
+pub fn spawn(mut command: Command, log: &Path) -> io::Result<u32> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
-    let mut command = Command::new("ip");
     command
-        .args(["netns", "exec", namespace])
-        .arg(program)
-        .args(args)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
         .process_group(0);
-    for (k, v) in env {
-        command.env(k, v);
-    }
     let child = command.spawn()?;
     let pid = child.id();
     if let Ok(mut children) = CHILDREN.lock() {
@@ -186,11 +217,20 @@ pub fn wait_pid_gone(pid: u32, namespace: &str, limit: Duration) -> bool {
 pub struct Paths {
     pub dir: PathBuf,
     pub vipd: PathBuf,
+    pub network: Network,
 }
 
 impl Paths {
     pub fn cluster(&self) -> PathBuf {
         self.dir.join("cluster.toml")
+    }
+    /// The nodes' WireGuard keys (on the mesh).
+    pub fn secrets(&self) -> PathBuf {
+        self.dir.join("secrets.toml")
+    }
+    /// The rendered WireGuard files.
+    pub fn mesh(&self) -> PathBuf {
+        self.dir.join("mesh")
     }
     /// A node's control socket (`vipd status --socket ...`): one per node,
     /// since the namespaces share one file system.
@@ -218,19 +258,71 @@ pub fn start_apiserver(paths: &Paths, node: &mut NodeState, port: u16) -> io::Re
         node.name.clone(),
     ];
     let log = log_path(&paths.dir, &node.name, "apiserver");
-    let pid = spawn_in(&node.namespace, &paths.vipd, &args, &log, &[])?;
+    let pid = spawn_in(node, &paths.vipd, &args, &log, &[])?;
     node.pids.insert("apiserver".into(), pid);
     Ok(())
 }
 
-/// Starts the node's daemon(s) of `stack`. Workers run nothing.
+/// Starts a node's WireGuard: its anchor (once), wireguard-go, and the
+/// device configured from the stripped file `plain` with the node's mesh
+/// address.
+pub fn start_mesh(paths: &Paths, node: &mut NodeState, plain: &Path) -> io::Result<()> {
+    let anchor = match node.pids.get(ANCHOR) {
+        Some(&pid) if alive_in(pid, &node.namespace) => pid,
+        _ => {
+            let log = log_path(&paths.dir, &node.name, ANCHOR);
+            let pid = spawn(mesh::anchor_command(&node.namespace), &log)?;
+            node.pids.insert(ANCHOR.into(), pid);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !mesh::anchor_ready(pid) {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::other(format!(
+                        "the mount namespace of {} did not come up; see {}",
+                        node.name,
+                        log.display()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            pid
+        }
+    };
+    let log = log_path(&paths.dir, &node.name, WIREGUARD_GO);
+    let args: Vec<String> = mesh::WIREGUARD_GO_ARGS
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    let pid = spawn_in(node, Path::new(WIREGUARD_GO), &args, &log, &[])?;
+    node.pids.insert(WIREGUARD_GO.into(), pid);
+    let address: ipnet::IpNet = format!("{}/24", node.address)
+        .parse()
+        .map_err(io::Error::other)?;
+    let mut addresses = vec![address];
+    if node.name == "worker-1" {
+        addresses.extend(
+            super::topology::client_sources(Network::Wireguard)
+                .into_iter()
+                .map(ipnet::IpNet::from),
+        );
+    }
+    mesh::configure(
+        anchor,
+        &node.namespace,
+        plain,
+        &addresses,
+        Duration::from_secs(10),
+    )
+}
+
+/// Starts the node's daemon(s) of `stack`. On the LAN workers run nothing.
 pub fn start_node(paths: &Paths, stack: Stack, node: &mut NodeState) -> io::Result<()> {
     match stack {
         Stack::Vipd => {
-            if node.has_role("worker") && !node.has_role("vip") && !node.has_role("plane") {
+            let on_mesh = paths.network == Network::Wireguard;
+            if !on_mesh && !node.has_role("vip") && !node.has_role("plane") {
                 return Ok(());
             }
-            let args = vec![
+            let mut args = vec![
                 "run".to_owned(),
                 "-c".to_owned(),
                 paths.cluster().display().to_string(),
@@ -239,14 +331,12 @@ pub fn start_node(paths: &Paths, stack: Stack, node: &mut NodeState) -> io::Resu
                 "--socket".to_owned(),
                 paths.socket(&node.name).display().to_string(),
             ];
+            if on_mesh {
+                args.push("--secrets".to_owned());
+                args.push(paths.secrets().display().to_string());
+            }
             let log = log_path(&paths.dir, &node.name, "vipd");
-            let pid = spawn_in(
-                &node.namespace,
-                &paths.vipd,
-                &args,
-                &log,
-                &[("VIPD_LOG", "info")],
-            )?;
+            let pid = spawn_in(node, &paths.vipd, &args, &log, &[("VIPD_LOG", "info")])?;
             node.pids.insert("vipd".into(), pid);
         }
         Stack::Classic => {
@@ -259,7 +349,7 @@ pub fn start_node(paths: &Paths, stack: Stack, node: &mut NodeState) -> io::Resu
                     haproxy.display().to_string(),
                 ];
                 let log = log_path(&paths.dir, &node.name, "haproxy");
-                let pid = spawn_in(&node.namespace, Path::new("haproxy"), &args, &log, &[])?;
+                let pid = spawn_in(node, Path::new("haproxy"), &args, &log, &[])?;
                 node.pids.insert("haproxy".into(), pid);
             }
             if node.has_role("vip") {
@@ -302,7 +392,7 @@ pub fn start_keepalived(paths: &Paths, node: &mut NodeState) -> io::Result<()> {
         p("bfd.pid"),
     ];
     let log = log_path(&paths.dir, &node.name, "keepalived");
-    let pid = spawn_in(&node.namespace, Path::new("keepalived"), &args, &log, &[])?;
+    let pid = spawn_in(node, Path::new("keepalived"), &args, &log, &[])?;
     node.pids.insert("keepalived".into(), pid);
     Ok(())
 }
@@ -327,7 +417,7 @@ pub fn reload_classic(paths: &Paths, node: &mut NodeState) -> io::Result<bool> {
             old.to_string(),
         ];
         let log = log_path(&paths.dir, &node.name, "haproxy");
-        let pid = spawn_in(&node.namespace, Path::new("haproxy"), &args, &log, &[])?;
+        let pid = spawn_in(node, Path::new("haproxy"), &args, &log, &[])?;
         node.pids.insert("haproxy".into(), pid);
         reloaded = true;
     }

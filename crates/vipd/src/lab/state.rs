@@ -8,6 +8,8 @@
 //!   ca.crt                 the lab CA (PEM), what the health checks trust
 //!   pki/NODE.crt, .key     each plane's stand-in apiserver certificate
 //!   classic/               keepalived and HAProxy configs (`--stack classic`)
+//!   secrets.toml           the nodes' WireGuard private keys (`--mesh wireguard`, 0600)
+//!   mesh/NODE.conf         each node's `vipd render wireguard`, and NODE.wg (stripped)
 //!   logs/NODE.PROGRAM.log  every process's stdout and stderr
 //! ```
 //!
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::stack::Stack;
+use super::topology::Network;
 
 /// The default state directory.
 pub const DEFAULT_DIR: &str = "/run/vipd-lab";
@@ -46,9 +49,15 @@ pub struct NodeState {
     pub name: String,
     pub roles: Vec<String>,
     pub namespace: String,
+    /// The node's address in the cluster file (on the mesh with `--mesh`).
     pub address: IpAddr,
+    /// Its address on the bridge, when that is not `address` (the mesh's
+    /// underlay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<IpAddr>,
     /// Running processes by what they are (`vipd`, `apiserver`,
-    /// `keepalived`, `haproxy`) -> pid.
+    /// `keepalived`, `haproxy`; on the mesh `anchor` and `wireguard-go`)
+    /// -> pid.
     #[serde(default)]
     pub pids: BTreeMap<String, u32>,
 }
@@ -56,6 +65,11 @@ pub struct NodeState {
 impl NodeState {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Its address on the bridge.
+    pub fn underlay(&self) -> IpAddr {
+        self.underlay.unwrap_or(self.address)
     }
 }
 
@@ -65,6 +79,9 @@ pub struct LabState {
     pub run_id: String,
     pub phase: Phase,
     pub stack: Stack,
+    /// The bridge alone, or a WireGuard mesh over it.
+    #[serde(default)]
+    pub network: Network,
     /// Whether `up` created the directory itself (then `down` removes it).
     pub created_dir: bool,
     /// Every namespace made, in the order made (hub first).
@@ -153,6 +170,7 @@ mod tests {
             run_id: "vl123456".into(),
             phase: Phase::Building,
             stack: Stack::Vipd,
+            network: Network::Lan,
             created_dir: false,
             namespaces: vec!["vl123456-hub".into()],
             nodes: vec![],

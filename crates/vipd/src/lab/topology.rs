@@ -11,12 +11,23 @@
 //! The network: one namespace per node and a hub namespace with bridge `br0`
 //! (multicast snooping off), each node plugged in with a veth `eth0`.
 //! Nothing is made in the root namespace.
+//!
+//! With `--mesh wireguard` ([`Network::Wireguard`]) the bridge is the
+//! underlay and the cluster lives on a WireGuard mesh over it, as the
+//! seed's does: every node has `wg99` (lab::mesh) with its address in
+//! 198.19.0.0/24 (holder i 198.19.0.i, ... as above; the bridge keeps
+//! 198.18.0.x and carries only WireGuard's UDP), the VIP is 198.19.0.100
+//! on `wg99`, VRRP runs unicast over the tunnels, and the load client's
+//! sources are 198.19.0.40..=55 (worker-1's peer entry allows them).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::spec::Datapath;
+use crate::lab::mesh::{self, NodeKeys};
 use crate::lab::netns::{Netns, Topology};
 use crate::lab::state::NodeState;
 
@@ -27,6 +38,48 @@ pub const TEMPLATE: &str = include_str!("../../../../examples/lab.toml");
 pub const MAX_PER_ROLE: u8 = 9;
 /// How many extra source addresses the load client uses.
 pub const CLIENT_SOURCES: u8 = 16;
+
+/// Where the cluster's addresses live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// On the bridge: the VIP on `eth0`, VRRP multicast.
+    #[default]
+    Lan,
+    /// On a WireGuard mesh over the bridge: the VIP on `wg99`.
+    Wireguard,
+}
+
+impl Network {
+    /// The third octet's network: 198.18.0.0/24 on the LAN, 198.19.0.0/24 on the mesh.
+    fn octets(self) -> [u8; 3] {
+        match self {
+            Network::Lan => [198, 18, 0],
+            Network::Wireguard => [198, 19, 0],
+        }
+    }
+
+    /// The cluster's address `host` (198.18.0.host or 198.19.0.host).
+    pub fn address(self, host: u8) -> Ipv4Addr {
+        let [a, b, c] = self.octets();
+        Ipv4Addr::new(a, b, c, host)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Lan => "lan",
+            Network::Wireguard => "wireguard",
+        }
+    }
+
+    /// For progress lines: where the cluster is.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Network::Lan => "on the bridge",
+            Network::Wireguard => "on a WireGuard mesh",
+        }
+    }
+}
 
 /// How many nodes of each role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,55 +121,85 @@ impl Counts {
 pub struct LabNode {
     pub name: String,
     pub role: &'static str,
+    /// Its address in the cluster file.
     pub address: Ipv4Addr,
+    /// Its address on the bridge (the same on the LAN).
+    pub underlay: Ipv4Addr,
     pub priority: Option<u32>,
 }
 
 /// The nodes for `counts`, holders first.
-pub fn nodes(counts: Counts) -> Vec<LabNode> {
+pub fn nodes(counts: Counts, network: Network) -> Vec<LabNode> {
     let mut nodes = Vec::new();
+    let node = |name: String, role, host: u8, priority| LabNode {
+        name,
+        role,
+        address: network.address(host),
+        underlay: Network::Lan.address(host),
+        priority,
+    };
     for i in 1..=counts.holders {
-        nodes.push(LabNode {
-            name: format!("holder-{i}"),
-            role: "vip",
-            address: Ipv4Addr::new(198, 18, 0, i),
+        nodes.push(node(
+            format!("holder-{i}"),
+            "vip",
+            i,
             // 150, then 100, 95, 90...: distinct, the first is the master.
-            priority: Some(if i == 1 {
+            Some(if i == 1 {
                 150
             } else {
                 100 - 5 * u32::from(i - 2)
             }),
-        });
+        ));
     }
     for i in 1..=counts.planes {
-        nodes.push(LabNode {
-            name: format!("plane-{i}"),
-            role: "plane",
-            address: Ipv4Addr::new(198, 18, 0, 10 + i),
-            priority: None,
-        });
+        nodes.push(node(format!("plane-{i}"), "plane", 10 + i, None));
     }
     for i in 1..=counts.workers {
-        nodes.push(LabNode {
-            name: format!("worker-{i}"),
-            role: "worker",
-            address: Ipv4Addr::new(198, 18, 0, 20 + i),
-            priority: None,
-        });
+        nodes.push(node(format!("worker-{i}"), "worker", 20 + i, None));
     }
     nodes
 }
 
+/// The first host of the load client's source addresses.
+const CLIENT_SOURCE_BASE: u8 = 40;
+
 /// The load client's source addresses on the first worker.
-pub fn client_sources() -> Vec<IpAddr> {
+pub fn client_sources(network: Network) -> Vec<IpAddr> {
     (0..CLIENT_SOURCES)
-        .map(|k| IpAddr::V4(Ipv4Addr::new(198, 18, 0, 40 + k)))
+        .map(|k| IpAddr::V4(network.address(CLIENT_SOURCE_BASE + k)))
         .collect()
 }
 
+/// The client's sources as networks (two /29s: .40-.47 and .48-.55), the
+/// extra AllowedIPs of the first worker's peer entry on the mesh.
+fn client_source_nets(network: Network) -> Vec<String> {
+    (0..CLIENT_SOURCES / 8)
+        .map(|k| format!("{}/29", network.address(CLIENT_SOURCE_BASE + 8 * k)))
+        .collect()
+}
+
+/// The lab's VIP.
+pub fn vip(network: Network) -> Ipv4Addr {
+    network.address(100)
+}
+
 /// The cluster file for `counts`: the template with its node list
-/// replaced, `api.datapath` and `plane.health.ca_file` set.
-pub fn cluster_text(counts: Counts, datapath: Datapath, ca_file: &Path) -> Result<String, String> {
+/// replaced, `api.datapath` and `plane.health.ca_file` set. With `keys`
+/// (one per node of [`nodes`], in order) the cluster is on the WireGuard
+/// mesh: `[mesh]`, the VIP on `wg99` (VRRP unicast, the mesh's default),
+/// and each node's `[nodes.wireguard]` with its underlay endpoint and its
+/// private key named as a secret ([`mesh::secret_name`]).
+pub fn cluster_text(
+    counts: Counts,
+    datapath: Datapath,
+    ca_file: &Path,
+    keys: Option<&[NodeKeys]>,
+) -> Result<String, String> {
+    let network = if keys.is_some() {
+        Network::Wireguard
+    } else {
+        Network::Lan
+    };
     let mut table: toml::Table = TEMPLATE
         .parse()
         .map_err(|e| format!("examples/lab.toml: {e}"))?;
@@ -147,11 +230,36 @@ pub fn cluster_text(counts: Counts, datapath: Datapath, ca_file: &Path) -> Resul
         toml::Value::String(ca_file.display().to_string()),
     );
     plane.insert("health".into(), toml::Value::Table(health));
-    let nodes: Vec<toml::Value> = nodes(counts)
+    let mut vip = section(&mut table, "vip")?;
+    if keys.is_some() {
+        vip.insert("address".into(), vip_value(network));
+        vip.insert("interface".into(), mesh::INTERFACE.into());
+        vip.remove("mode");
+        let mut m = toml::Table::new();
+        m.insert("interface".into(), mesh::INTERFACE.into());
+        m.insert(
+            "network".into(),
+            format!("{}/24", network.address(0)).into(),
+        );
+        m.insert("listen_port".into(), i64::from(mesh::LISTEN_PORT).into());
+        table.insert("mesh".into(), toml::Value::Table(m));
+    }
+    let nodes = nodes(counts, network);
+    if let Some(keys) = keys
+        && keys.len() != nodes.len()
+    {
+        return Err(format!(
+            "{} WireGuard key pairs for {} nodes",
+            keys.len(),
+            nodes.len()
+        ));
+    }
+    let nodes: Vec<toml::Value> = nodes
         .into_iter()
-        .map(|n| {
+        .enumerate()
+        .map(|(i, n)| {
             let mut t = toml::Table::new();
-            t.insert("name".into(), toml::Value::String(n.name));
+            t.insert("name".into(), toml::Value::String(n.name.clone()));
             t.insert(
                 "roles".into(),
                 toml::Value::Array(vec![toml::Value::String(n.role.into())]),
@@ -160,18 +268,67 @@ pub fn cluster_text(counts: Counts, datapath: Datapath, ca_file: &Path) -> Resul
             if let Some(p) = n.priority {
                 t.insert("priority".into(), toml::Value::Integer(i64::from(p)));
             }
+            if let Some(key) = keys.and_then(|k| k.get(i)) {
+                let mut wg = toml::Table::new();
+                wg.insert("public_key".into(), key.public_key.clone().into());
+                wg.insert(
+                    "endpoint".into(),
+                    format!("{}:{}", n.underlay, mesh::LISTEN_PORT).into(),
+                );
+                let mut secret = toml::Table::new();
+                secret.insert("secret".into(), mesh::secret_name(&n.name).into());
+                wg.insert("private_key".into(), toml::Value::Table(secret));
+                if n.name == "worker-1" {
+                    wg.insert(
+                        "allowed_ips".into(),
+                        toml::Value::Array(
+                            client_source_nets(network)
+                                .into_iter()
+                                .map(toml::Value::String)
+                                .collect(),
+                        ),
+                    );
+                }
+                t.insert("wireguard".into(), toml::Value::Table(wg));
+            }
             toml::Value::Table(t)
         })
         .collect();
     table.remove("nodes");
+    table.insert("vip".into(), toml::Value::Table(vip));
     table.insert("api".into(), toml::Value::Table(api));
     table.insert("plane".into(), toml::Value::Table(plane));
     table.insert("nodes".into(), toml::Value::Array(nodes));
     let body = toml::to_string(&table).map_err(|e| e.to_string())?;
     Ok(format!(
-        "# Generated by `vipd lab up` from examples/lab.toml: {} holder(s), {} plane(s), {} worker(s).\n\n{body}",
-        counts.holders, counts.planes, counts.workers
+        "# Generated by `vipd lab up` from examples/lab.toml: {} holder(s), {} plane(s), {} worker(s){}.\n\n{body}",
+        counts.holders,
+        counts.planes,
+        counts.workers,
+        if keys.is_some() {
+            ", on a WireGuard mesh"
+        } else {
+            ""
+        }
     ))
+}
+
+fn vip_value(network: Network) -> toml::Value {
+    vip(network).to_string().into()
+}
+
+/// The lab's secrets file on the mesh: every node's private key.
+pub fn secrets_text(counts: Counts, keys: &[NodeKeys]) -> String {
+    let mut out =
+        String::from("# The lab nodes' WireGuard private keys (`vipd lab up --mesh wireguard`).\n");
+    for (node, key) in nodes(counts, Network::Wireguard).iter().zip(keys) {
+        out.push_str(&format!(
+            "{} = \"{}\"\n",
+            mesh::secret_name(&node.name),
+            key.private_key
+        ));
+    }
+    out
 }
 
 /// Builds the network for `nodes` under `run_id`. On error everything made
@@ -183,7 +340,7 @@ pub fn build(run_id: &str, nodes: &mut [NodeState]) -> io::Result<Vec<String>> {
     for node in nodes.iter_mut() {
         let netns = topo.add_host(&node.name)?;
         node.namespace = netns.name().to_owned();
-        let address: ipnet::IpNet = format!("{}/24", node.address)
+        let address: ipnet::IpNet = format!("{}/24", node.underlay())
             .parse()
             .map_err(io::Error::other)?;
         topo.plug(&netns, "eth0", &[address])?;
@@ -192,8 +349,8 @@ pub fn build(run_id: &str, nodes: &mut [NodeState]) -> io::Result<Vec<String>> {
             sysctl(&netns, "net.ipv4.ip_forward=1")?;
             sysctl(&netns, "net.ipv4.ip_nonlocal_bind=1")?;
         }
-        if node.name == "worker-1" {
-            for source in client_sources() {
+        if node.name == "worker-1" && node.underlay.is_none() {
+            for source in client_sources(Network::Lan) {
                 netns.ip(&["addr", "add", &format!("{source}/32"), "dev", "eth0"])?;
             }
         }
@@ -239,15 +396,20 @@ mod tests {
                 workers: 9,
             },
         ] {
+            let n = usize::from(counts.holders + counts.planes + counts.workers);
+            let keys: Vec<NodeKeys> = (0..n).map(|_| NodeKeys::generate().unwrap()).collect();
             for datapath in [Datapath::Dnat, Datapath::Proxy] {
-                let text = cluster_text(counts, datapath, Path::new("/tmp/lab/ca.crt")).unwrap();
-                let checked =
-                    crate::config::check_text("lab.toml", &text, Path::new("lab.toml"), None);
-                assert_eq!(checked.errors(), 0, "{}\n{text}", checked.render());
-                let spec = checked.spec.unwrap();
-                let n = usize::from(counts.holders + counts.planes + counts.workers);
-                assert_eq!(spec.nodes.len(), n);
-                assert_eq!(spec.api.datapath, datapath);
+                for keys in [None, Some(&keys[..])] {
+                    let text =
+                        cluster_text(counts, datapath, Path::new("/tmp/lab/ca.crt"), keys).unwrap();
+                    let checked =
+                        crate::config::check_text("lab.toml", &text, Path::new("lab.toml"), None);
+                    assert_eq!(checked.errors(), 0, "{}\n{text}", checked.render());
+                    let spec = checked.spec.unwrap();
+                    assert_eq!(spec.nodes.len(), n);
+                    assert_eq!(spec.api.datapath, datapath);
+                    assert_eq!(spec.vip_on_mesh(), keys.is_some(), "{text}");
+                }
             }
         }
     }

@@ -209,14 +209,23 @@ impl LinkEvents {
         Ok(Self { messages })
     }
 
-    /// The next change of any link; `None` when the socket closed.
+    /// The next change of any link; `None` when the socket closed. A link
+    /// deleted comes as down (neither up nor a carrier).
     pub async fn next(&mut self) -> Option<Link> {
         while let Some((message, _)) = self.messages.next().await {
-            if let netlink_packet_core::NetlinkPayload::InnerMessage(
-                RouteNetlinkMessage::NewLink(link),
-            ) = message.payload
-            {
-                return Some(Link::from_message(&link));
+            match message.payload {
+                netlink_packet_core::NetlinkPayload::InnerMessage(
+                    RouteNetlinkMessage::NewLink(link),
+                ) => return Some(Link::from_message(&link)),
+                netlink_packet_core::NetlinkPayload::InnerMessage(
+                    RouteNetlinkMessage::DelLink(link),
+                ) => {
+                    let mut gone = Link::from_message(&link);
+                    gone.up = false;
+                    gone.lower_up = false;
+                    return Some(gone);
+                }
+                _ => {}
             }
         }
         None

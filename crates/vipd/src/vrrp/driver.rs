@@ -399,6 +399,9 @@ impl Driver {
 
     fn link_changed(&mut self, link: Link) {
         if link.index != self.link.index {
+            if link.name == self.link.name {
+                self.link_recreated(link);
+            }
             return;
         }
         let was_usable = self.link.usable();
@@ -410,6 +413,36 @@ impl Driver {
             }
             let now = self.now();
             self.reassess(now);
+        }
+    }
+
+    /// The interface came back under a new index (a userspace WireGuard
+    /// restarted, a VLAN made again): the socket is bound to the old one,
+    /// so it is opened again on the new one, and the link's state judged.
+    /// If that fails, the old (gone) link stays, so the instance stays in
+    /// fault, and the next event of the new link tries again.
+    fn link_recreated(&mut self, link: Link) {
+        let multicast = self.config.mode == VrrpMode::Multicast;
+        match VrrpSocket::open(
+            &link.name,
+            link.index,
+            self.config.core.primary_address,
+            multicast,
+        ) {
+            Ok(socket) => {
+                info!(interface = %link.name, index = link.index, "interface made again: VRRP socket opened on it");
+                self.socket = socket;
+                let usable = link.usable();
+                self.link = link;
+                if usable {
+                    info!(interface = %self.link.name, "interface up again");
+                }
+                let now = self.now();
+                self.reassess(now);
+            }
+            Err(e) => {
+                warn!(interface = %link.name, index = link.index, error = %e, "interface made again, but the VRRP socket cannot be opened on it: staying in fault")
+            }
         }
     }
 
