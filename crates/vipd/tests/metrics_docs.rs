@@ -8,6 +8,7 @@ use std::sync::Arc;
 use vipd::api::State;
 use vipd::config::resolve::Frontend as FrontendPlan;
 use vipd::config::spec::Balance;
+use vipd::mesh::follow::SharedFollowStatus;
 use vipd::nftables::SharedDnatStatus;
 use vipd::proxy::frontend::Frontend;
 use vipd::proxy::pool::Backend;
@@ -66,6 +67,7 @@ fn exposed() -> BTreeSet<String> {
         Some(SharedVrrpStatus::default()),
         Some(SharedDnatStatus::default()),
     );
+    state.set_follow(Some(SharedFollowStatus::default()));
     let text = vipd::api::metrics::encode(&vipd::api::metrics::registry(state));
     text.lines()
         .filter_map(|line| line.strip_prefix("# TYPE "))

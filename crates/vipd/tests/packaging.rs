@@ -1,7 +1,8 @@
 //! What the package installs: the systemd unit (checked against what vipd
 //! does, and by `systemd-analyze verify`), the man pages and completions
-//! `vipd generate` writes, the Debian changelog's version. scripts/test.sh
-//! builds the .deb itself and lists it.
+//! `vipd generate` writes, the Debian changelog's version, the Ansible
+//! role's defaults against its argument_specs. scripts/test.sh builds the
+//! .deb itself and lists it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -260,4 +261,66 @@ fn the_debian_changelog_is_at_this_version() {
         first.starts_with(&expected),
         "deploy/debian/changelog starts with {first:?}; add an entry for {expected:?}"
     );
+}
+
+/// The Ansible role's defaults and its argument_specs agree: every default
+/// is an option, every option is in the defaults, and where the spec names
+/// a default it is the defaults file's value, of the spec's type.
+#[test]
+fn the_ansible_roles_defaults_and_argument_specs_agree() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let role = repo().join("deploy/ansible/roles/vipd");
+    let load = |path: &str| {
+        let text = std::fs::read_to_string(role.join(path)).unwrap();
+        YamlLoader::load_from_str(&text).unwrap().remove(0)
+    };
+    let defaults = load("defaults/main.yml");
+    let specs = load("meta/argument_specs.yml");
+    let options = specs["argument_specs"]["main"]["options"]
+        .as_hash()
+        .expect("argument_specs.main.options");
+    let defaults = defaults.as_hash().expect("defaults/main.yml is a mapping");
+    assert!(options.len() > 10 && defaults.len() > 10);
+    for name in defaults.keys() {
+        assert!(
+            options.contains_key(name),
+            "defaults/main.yml sets {name:?}, which meta/argument_specs.yml does not describe"
+        );
+    }
+    for (name, option) in options {
+        let value = defaults.get(name).unwrap_or_else(|| {
+            panic!(
+                "meta/argument_specs.yml describes {name:?}, which defaults/main.yml does not set"
+            )
+        });
+        let description = &option["description"];
+        assert!(
+            !description.is_badvalue() && !description.is_null(),
+            "{name:?} has no description"
+        );
+        let kind = option["type"].as_str().unwrap_or("str");
+        let typed = match kind {
+            "bool" => matches!(value, Yaml::Boolean(_)),
+            "dict" => matches!(value, Yaml::Hash(_)),
+            "str" | "path" => matches!(value, Yaml::String(_)),
+            other => panic!("{name:?}: type {other} not covered here"),
+        };
+        assert!(
+            typed,
+            "{name:?} is a {kind} in the spec, but its default is {value:?}"
+        );
+        let default = &option["default"];
+        if !default.is_badvalue() {
+            assert_eq!(
+                default, value,
+                "{name:?}: argument_specs says default {default:?}, defaults/main.yml {value:?}"
+            );
+        }
+        if let Some(choices) = option["choices"].as_vec() {
+            assert!(
+                choices.contains(value),
+                "{name:?}: {value:?} is not one of its choices"
+            );
+        }
+    }
 }

@@ -377,6 +377,58 @@ fn wireguard_needs_a_mesh() {
     assert!(stderr.contains("no [mesh] section"), "{stderr}");
 }
 
+/// The VIP's entry says who moves it: vipd on every node (the default), or
+/// nothing with `mesh.follow = false`; and where a node without vipd finds
+/// the API after a failover.
+#[test]
+fn the_vip_entry_says_who_moves_it() {
+    let following = render(&["render", "wireguard", "-c", MESH, "--node", "worker-1"]);
+    let comment = |text: &str| -> String {
+        text.lines()
+            .skip_while(|l| !l.starts_with("# The VIP "))
+            .take_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let text = comment(&following);
+    assert!(text.contains("starts on lb-a"), "{following}");
+    assert!(
+        text.contains("moves the entry to the current VRRP master's peer"),
+        "{text}"
+    );
+    assert!(text.contains("198.19.7.11:16443"), "{text}");
+    assert!(!text.contains("follow = false"), "{text}");
+    // The preferred holder routes the VIP to nobody: no entry, no comment.
+    let holder = render(&["render", "wireguard", "-c", MESH, "--node", "lb-a"]);
+    assert!(comment(&holder).is_empty(), "{holder}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::fs::read_to_string(crate_dir().join(MESH)).unwrap();
+    let pinned = source.replace(
+        "listen_port = 51821\n",
+        "listen_port = 51821\nfollow = false\n",
+    );
+    assert_ne!(pinned, source);
+    let config = dir.path().join("mesh.toml");
+    std::fs::write(&config, pinned).unwrap();
+    let secrets = dir.path().join("mesh.secrets.toml");
+    std::fs::copy(
+        crate_dir().join(FIXTURES).join("mesh.secrets.toml"),
+        &secrets,
+    )
+    .unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = config.display().to_string();
+    let not_following = render(&["render", "wireguard", "-c", &config, "--node", "worker-1"]);
+    let text = comment(&not_following);
+    assert!(
+        text.contains("mesh.follow = false nothing moves this entry"),
+        "{text}"
+    );
+    assert!(text.contains("only once lb-a is back"), "{text}");
+    assert!(!text.contains("current VRRP master"), "{text}");
+}
+
 /// The keys are wg's: `vipd wg pubkey` of a `wg genkey` key and `wg pubkey`
 /// of a `vipd wg genkey` key agree, and vipd's private keys are clamped.
 #[test]

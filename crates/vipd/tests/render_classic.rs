@@ -209,6 +209,61 @@ fn nodes_without_the_program_get_a_clear_error() {
     assert!(stderr.contains("vipd render nftables"), "{stderr}");
 }
 
+/// The addresses in a keepalived.conf's `unicast_peer` block.
+fn unicast_peers(text: &str) -> std::collections::BTreeSet<std::net::IpAddr> {
+    let Some((_, block)) = text.split_once("unicast_peer {") else {
+        return Default::default();
+    };
+    let block = block.split_once('}').unwrap().0;
+    block
+        .lines()
+        .filter_map(|line| line.split('#').next()?.split_whitespace().next())
+        .map(|word| word.parse().unwrap())
+        .collect()
+}
+
+/// With the VIP on the mesh, a keepalived holder advertises to every other
+/// node of the file (the other holders and the followers), so the vipd
+/// nodes follow a keepalived master during a migration; on a LAN only to
+/// the other holders.
+#[test]
+fn a_keepalived_master_on_the_mesh_advertises_to_every_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mesh_cases = 0;
+    for &(config, node, kind, show) in CASES {
+        if kind != Kind::Keepalived {
+            continue;
+        }
+        let staged = stage(config, dir.path(), None);
+        let text = render(&staged, node, kind, show);
+        let checked = vipd::config::check_file(&staged, None).unwrap();
+        let spec = checked.spec.unwrap();
+        let others = spec.nodes.iter().filter(|n| n.name != node);
+        let expected: std::collections::BTreeSet<std::net::IpAddr> = if spec.mesh_follows() {
+            mesh_cases += 1;
+            assert!(text.contains("The mesh followers"), "{text}");
+            others.map(|n| n.address).collect()
+        } else {
+            others
+                .filter(|n| n.has_role(vipd::config::spec::Role::Vip))
+                .map(|n| n.address)
+                .collect()
+        };
+        // Multicast has no peer list; a file naming its own peers
+        // (vip.unicast_peers) is not judged here.
+        if spec.vrrp_mode() == vipd::config::spec::VrrpMode::Unicast
+            && spec.vip.unicast_peers.is_none()
+        {
+            assert_eq!(
+                unicast_peers(&text),
+                expected,
+                "{config} --node {node}:\n{text}"
+            );
+        }
+    }
+    assert!(mesh_cases >= 2, "no mesh case left in CASES");
+}
+
 /// True when `program` runs; without it the acceptance tests skip, or fail
 /// under CI=true (scripts/test.sh installs both).
 fn have(program: &str, test: &str) -> bool {

@@ -3,8 +3,9 @@
 # machine: ansible-lint, --syntax-check, the cluster-file template on awkward
 # values (parsed back with Python's tomllib), and the example playbook run
 # for real with a local connection into a temporary directory (package and
-# service management off), every cluster file it writes checked by
-# `vipd check` (the role's validate). scripts/test.sh runs it.
+# service management off; the WireGuard file goes there too), every cluster
+# file it writes checked by `vipd check` (the role's validate).
+# scripts/test.sh runs it.
 #
 #   deploy/ansible/tests/test.sh [PATH-TO-VIPD]     (default: target/debug/vipd)
 set -euo pipefail
@@ -49,6 +50,7 @@ run_role() {
   ansible-playbook vipd_manage.yaml -c local --limit "$host" -e "$(cat <<EOF
 {"vipd_config_dir": "$dir/etc/vipd", "vipd_default_file": "$dir/default/vipd",
  "vipd_manage_package": false, "vipd_manage_service": false,
+ "vipd_wireguard_dir": "$dir/wireguard",
  "vipd_user": "$(id -un)", "vipd_group": "$(id -gn)", "vipd_binary": "$vipd",
  "ansible_become": false, "ansible_python_interpreter": "$python"}
 EOF
@@ -56,7 +58,7 @@ EOF
 }
 mode() { stat -c %a "$1"; }
 
-for host_node in 198.18.20.5=haproxy-spb 198.18.10.12=bay-plane2; do
+for host_node in 198.18.20.5=haproxy-spb 198.18.10.12=bay-plane2 198.18.30.21=bay-worker1; do
   host=${host_node%=*} node=${host_node#*=} dir=$work/$node
   mkdir -p "$dir/default"
   say "the example playbook on $host ($node): writes, checks, then changes nothing"
@@ -69,6 +71,16 @@ for host_node in 198.18.20.5=haproxy-spb 198.18.10.12=bay-plane2; do
   # The node the unit will run resolves in the file the role wrote.
   "$vipd" config show -c "$dir/etc/vipd/cluster.toml" --node "$node" >/dev/null \
     || fail "vipd config show --node $node"
+  # The WireGuard file: 0600, and what vipd renders for the node, with its key.
+  wgfile=$dir/wireguard/wg99.conf
+  [ -f "$wgfile" ] || fail "no WireGuard file $wgfile"
+  [ "$(mode "$wgfile")" = 600 ] || fail "$wgfile is not 0600"
+  [ "$(mode "$dir/wireguard")" = 700 ] || fail "the WireGuard dir is not 0700"
+  grep -Eq '^PrivateKey = [A-Za-z0-9+/]{43}=$' "$wgfile" || fail "no private key in $wgfile"
+  "$vipd" render wireguard -c "$dir/etc/vipd/cluster.toml" --node "$node" --show-secrets >"$work/wg.expected" \
+    || fail "vipd render wireguard --node $node"
+  cmp -s "$wgfile" "$work/wg.expected" || fail "$wgfile is not what vipd render wireguard prints"
+  [ ! -e "$wgfile.vipd-new" ] || fail "a staging file was left in $dir/wireguard"
   # No secret value (the example's private keys, its VRRP password) in ansible's output.
   for secret in $(grep -Eo '(private_key|vault_keepalived_auth_pass|password): *"[^"]+"' group_vars/all/vault_secrets.yml | sed 's/.*: *"//; s/"$//'); do
     if grep -qF -- "$secret" "$work/log"; then fail "a secret value appears in ansible's output"; fi
@@ -76,6 +88,24 @@ for host_node in 198.18.20.5=haproxy-spb 198.18.10.12=bay-plane2; do
   run_role "$host" "$dir" >"$work/log" 2>&1 || { cat "$work/log"; fail "second run on $host"; }
   grep -Eq "ok=[0-9]+ +changed=0 " "$work/log" || { cat "$work/log"; fail "the second run changed something"; }
 done
+
+say "a new cluster file rewrites the WireGuard file (and notifies its sync)"
+dir=$work/haproxy-spb
+run_role 198.18.20.5 "$dir" -e vault_wg_listen_port=51999 >"$work/log" 2>&1 || { cat "$work/log"; fail "the role with a new port"; }
+grep -qx 'ListenPort = 51999' "$dir/wireguard/wg99.conf" || fail "the WireGuard file kept the old port"
+grep -q 'changed: \[198.18.20.5\]' <(grep -A1 'Write the WireGuard interface file' "$work/log") \
+  || { cat "$work/log"; fail "the WireGuard file task did not report a change"; }
+grep -q 'RUNNING HANDLER \[vipd : Sync the WireGuard interface\]' "$work/log" \
+  || { cat "$work/log"; fail "the sync handler was not notified"; }
+run_role 198.18.20.5 "$dir" >"$work/log" 2>&1 || { cat "$work/log"; fail "the role back on the old port"; }
+
+say "without [mesh]: no WireGuard file"
+dir=$work/lan
+mkdir -p "$dir/default"
+run_role 198.18.20.5 "$dir" -e '{"vipd_cluster": {"cluster": {"name": "lan"}, "vip": {"address": "198.18.20.100", "interface": "eth0", "vrid": 7}, "plane": {"health": {"kind": "tcp"}}, "nodes": [{"name": "haproxy-spb", "roles": ["vip"], "address": "198.18.20.5", "host": "198.18.20.5", "priority": 150}, {"name": "p1", "roles": ["plane"], "address": "198.18.20.11"}]}}' \
+  >"$work/log" 2>&1 || { cat "$work/log"; fail "the role on a LAN cluster"; }
+[ -f "$dir/etc/vipd/cluster.toml" ] || fail "the LAN cluster file was not written"
+[ ! -e "$dir/wireguard" ] || fail "a WireGuard directory was made for a cluster without [mesh]"
 
 say "a cluster file vipd check refuses is not installed; the old one stays"
 dir=$work/haproxy-spb

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::State;
+use super::schema::FollowStatus;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -51,6 +52,21 @@ impl Family<'_, '_> {
         Ok(())
     }
 
+    fn float_gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: &[(Labels, f64)],
+    ) -> std::fmt::Result {
+        let mut metric = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (labels, value) in values {
+            ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
     fn counters(&mut self, name: &str, help: &str, values: &[(Labels, u64)]) -> std::fmt::Result {
         let mut metric = self
             .encoder
@@ -67,6 +83,9 @@ fn load(counter: &AtomicU64) -> u64 {
 }
 
 const STATES: [&str; 4] = ["initialize", "backup", "master", "fault"];
+
+/// The routes of the VIP on the mesh besides a holder's peer.
+const PEERLESS_ROUTES: [&str; 2] = ["local", "nowhere"];
 
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
@@ -357,6 +376,186 @@ impl Collector for StateCollector {
                 &[(vec![], status.forgotten_flows)],
             )?;
         }
+
+        if let Some(follow) = state.follow() {
+            let status = follow.snapshot();
+            encode_follow(&mut f, &status)?;
+        }
         Ok(())
+    }
+}
+
+/// The mesh follower: where this node routes the VIP, and what it heard.
+fn encode_follow(f: &mut Family<'_, '_>, status: &FollowStatus) -> std::fmt::Result {
+    // One series per holder and per peerless route, so a query sees a 0
+    // rather than no series when the route is elsewhere.
+    let mut routes: Vec<(Labels, i64)> = status
+        .holders
+        .iter()
+        .map(|holder| {
+            let followed = status.route == "holder" && status.holder.as_ref() == Some(holder);
+            (
+                vec![("route", "holder".to_owned()), ("holder", holder.clone())],
+                i64::from(followed),
+            )
+        })
+        .collect();
+    for route in PEERLESS_ROUTES {
+        routes.push((
+            vec![("route", route.to_owned()), ("holder", String::new())],
+            i64::from(status.route == route),
+        ));
+    }
+    f.gauges(
+        "follow_route",
+        "1 for where this node routes the VIP on the WireGuard mesh: a holder's peer, local (this node is master) or nowhere (no master trusted).",
+        &routes,
+    )?;
+    f.counters(
+        "follow_route_changes",
+        "Changes of the VIP's route on the mesh.",
+        &[(vec![], status.changes)],
+    )?;
+    f.float_gauges(
+        "follow_route_changed_timestamp_seconds",
+        "When the VIP's route on the mesh last changed (Unix time; the start at first).",
+        &[(vec![], status.since)],
+    )?;
+    f.gauges(
+        "follow_route_applied",
+        "1 while the WireGuard device carries the route; 0 while `wg` fails (vipd retries).",
+        &[(vec![], i64::from(status.applied))],
+    )?;
+    f.counters(
+        "follow_route_repairs",
+        "Times the WireGuard device routed the VIP elsewhere (changed outside vipd, e.g. `wg syncconf`) and was put back.",
+        &[(vec![], status.repairs)],
+    )?;
+    let last_change: Vec<(Labels, f64)> = status
+        .last_change_ms
+        .map(|ms| (vec![], ms / 1000.0))
+        .into_iter()
+        .collect();
+    f.float_gauges(
+        "follow_route_change_duration_seconds",
+        "How long the last change of the WireGuard device took (reading it, then `wg set`).",
+        &last_change,
+    )?;
+    f.counters(
+        "follow_adverts_received",
+        "Adverts from the VIP holders received and followed.",
+        &[(vec![], status.adverts_received)],
+    )?;
+    let dropped: Vec<(Labels, u64)> = status
+        .dropped
+        .iter()
+        .map(|(reason, count)| (vec![("reason", reason.clone())], *count))
+        .collect();
+    f.counters(
+        "follow_packets_dropped",
+        "VRRP packets the follower dropped, by reason.",
+        &dropped,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::follow::SharedFollowStatus;
+
+    fn exposition(follow: Option<FollowStatus>) -> String {
+        let state = Arc::new(State::new("c", "worker-1", vec!["worker".into()], "c.toml"));
+        if let Some(status) = follow {
+            let shared = SharedFollowStatus::default();
+            *shared.lock() = status;
+            state.set_follow(Some(shared));
+        }
+        encode(&registry(state))
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn the_follower_shows_its_route_per_holder_and_its_counts() {
+        let status = FollowStatus {
+            interface: "wg7".into(),
+            vip: "198.19.7.100/32".into(),
+            holders: vec!["lb-a".into(), "lb-b".into()],
+            route: "holder".into(),
+            holder: Some("lb-b".into()),
+            since: 1_800_000_000.5,
+            changes: 3,
+            applied: true,
+            repairs: 1,
+            last_change_ms: Some(12.5),
+            adverts_received: 40,
+            dropped: [("not_a_holder".to_owned(), 2)].into_iter().collect(),
+            ..FollowStatus::default()
+        };
+        let text = exposition(Some(status.clone()));
+        let route = |route: &str, holder: &str| {
+            value(
+                &text,
+                &format!("vipd_follow_route{{route=\"{route}\",holder=\"{holder}\"}}"),
+            )
+        };
+        assert_eq!(route("holder", "lb-b"), Some(1.0), "{text}");
+        assert_eq!(route("holder", "lb-a"), Some(0.0), "{text}");
+        assert_eq!(route("local", ""), Some(0.0), "{text}");
+        assert_eq!(route("nowhere", ""), Some(0.0), "{text}");
+        let one = |series: &str| value(&text, series);
+        assert_eq!(one("vipd_follow_route_changes_total"), Some(3.0), "{text}");
+        assert_eq!(one("vipd_follow_route_repairs_total"), Some(1.0), "{text}");
+        assert_eq!(one("vipd_follow_route_applied"), Some(1.0), "{text}");
+        assert_eq!(
+            one("vipd_follow_route_changed_timestamp_seconds"),
+            Some(1_800_000_000.5),
+            "{text}"
+        );
+        assert_eq!(
+            one("vipd_follow_route_change_duration_seconds"),
+            Some(0.0125),
+            "{text}"
+        );
+        assert_eq!(
+            one("vipd_follow_adverts_received_total"),
+            Some(40.0),
+            "{text}"
+        );
+        assert_eq!(
+            one("vipd_follow_packets_dropped_total{reason=\"not_a_holder\"}"),
+            Some(2.0),
+            "{text}"
+        );
+
+        // Routed nowhere, the change not applied: the other series flip.
+        let nowhere = FollowStatus {
+            route: "nowhere".into(),
+            holder: None,
+            applied: false,
+            ..status
+        };
+        let text = exposition(Some(nowhere));
+        let route = |route: &str, holder: &str| {
+            value(
+                &text,
+                &format!("vipd_follow_route{{route=\"{route}\",holder=\"{holder}\"}}"),
+            )
+        };
+        assert_eq!(route("holder", "lb-b"), Some(0.0), "{text}");
+        assert_eq!(route("nowhere", ""), Some(1.0), "{text}");
+        assert_eq!(
+            value(&text, "vipd_follow_route_applied"),
+            Some(0.0),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_node_that_does_not_follow_has_no_follow_metrics() {
+        assert!(!exposition(None).contains("vipd_follow_"));
     }
 }

@@ -42,6 +42,9 @@ pub struct FollowStatus {
     pub interface: String,
     /// The VIP as an AllowedIPs entry.
     pub vip: String,
+    /// The VIP holders followed (node names), in the file's order.
+    #[serde(default)]
+    pub holders: Vec<String>,
     /// `holder` (routed to `holder`'s peer), `local` (this node is master)
     /// or `nowhere` (no master trusted).
     pub route: String,
@@ -61,6 +64,10 @@ pub struct FollowStatus {
     /// `error` says why and vipd retries).
     pub applied: bool,
     pub error: Option<String>,
+    /// Times the device was found routing the VIP elsewhere than this
+    /// route (changed outside vipd) and was put back.
+    #[serde(default)]
+    pub repairs: u64,
     /// How long the last change of the device took, in milliseconds.
     pub last_change_ms: Option<f64>,
     pub adverts_received: u64,

@@ -296,8 +296,9 @@ pub enum RenderCommand {
     ///
     /// The private key is written only to a file (`-o`, mode 0600) or with
     /// `--show-secrets`; otherwise its line names the secret. With the VIP on
-    /// the mesh interface, the VIP's /32 is in the AllowedIPs of the holder
-    /// with the highest priority (the file's comment says what that costs).
+    /// the mesh interface, the VIP's /32 starts in the AllowedIPs of the
+    /// holder with the highest priority; vipd on each node moves it to the
+    /// master's peer (the file's comment says what a node without vipd does).
     Wireguard(render::WireguardArgs),
     /// The kubeadm ClusterConfiguration fragment: controlPlaneEndpoint is the
     /// VIP, certSANs has the VIP, its name and every plane; join commands as comments.

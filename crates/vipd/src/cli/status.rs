@@ -82,7 +82,7 @@ pub fn reload(args: &SocketArgs) -> ExitCode {
 }
 
 /// `1.2s`, `3m04s`, `2h05m`, `3d04h`.
-fn span(seconds: f64) -> String {
+pub(super) fn span(seconds: f64) -> String {
     let s = seconds.max(0.0);
     if s < 60.0 {
         return format!("{s:.1}s");
@@ -96,7 +96,7 @@ fn span(seconds: f64) -> String {
 }
 
 /// The UTC time of day of a Unix timestamp.
-fn clock(at: f64) -> String {
+pub(super) fn clock(at: f64) -> String {
     let secs = at.max(0.0) as u64 % 86400;
     format!(
         "{:02}:{:02}:{:02}",
@@ -296,6 +296,65 @@ pub fn render(doc: &StatusDocument, now: f64) -> String {
             );
         }
     }
+    if let Some(m) = &doc.follow {
+        let _ = writeln!(out, "\nMESH  VIP {} on {}", m.vip, m.interface);
+        let route = match (m.route.as_str(), &m.holder) {
+            ("holder", Some(holder)) => {
+                let address = m
+                    .holder_address
+                    .map(|a| format!(" {a}"))
+                    .unwrap_or_default();
+                let priority = m
+                    .holder_priority
+                    .map(|p| format!(", priority {p}"))
+                    .unwrap_or_default();
+                format!(
+                    "to {holder}{address}{priority} · peer {}",
+                    m.peer.as_deref().unwrap_or("?")
+                )
+            }
+            ("local", _) => "local: this node is master, the VIP is on no peer".to_owned(),
+            ("nowhere", _) => {
+                "NOWHERE: no master trusted, the VIP is unreachable from this node".to_owned()
+            }
+            (other, _) => other.to_owned(),
+        };
+        let _ = writeln!(out, "  route        {route}");
+        let applied = match (&m.error, m.applied) {
+            (Some(e), _) => format!("NOT APPLIED (retrying every second): {e}"),
+            (None, false) => "not applied yet (waiting to hear the master)".to_owned(),
+            (None, true) => "applied on the device".to_owned(),
+        };
+        let took = m
+            .last_change_ms
+            .map(|ms| format!(" · last change took {ms:.1}ms"))
+            .unwrap_or_default();
+        let repairs = match m.repairs {
+            0 => String::new(),
+            n => format!(" · put back {n} time(s) after a change outside vipd"),
+        };
+        let _ = writeln!(out, "  device       {applied}{took}{repairs}");
+        let _ = writeln!(
+            out,
+            "  since        {} UTC ({} ago): {} · {} change(s)",
+            clock(m.since),
+            span(now - m.since),
+            m.reason,
+            m.changes
+        );
+        let dropped = if m.dropped.is_empty() {
+            String::new()
+        } else {
+            let reasons: Vec<String> = m.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            format!(" · dropped: {}", reasons.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  adverts      {} received from {}{dropped}",
+            m.adverts_received,
+            m.holders.join(", ")
+        );
+    }
     out
 }
 
@@ -312,5 +371,69 @@ mod tests {
         assert_eq!(clock(86400.0 * 20000.0 + 3723.0), "01:02:03");
         assert_eq!(bytes(512), "512B");
         assert_eq!(bytes(1536), "1.5KiB");
+    }
+
+    #[test]
+    fn the_mesh_route_is_shown() {
+        use crate::api::schema::{ConfigStatus, FollowStatus};
+        let now = 1_800_000_000.0;
+        let mut doc = StatusDocument {
+            schema: 1,
+            vipd_version: "0.1.0".into(),
+            cluster: "c".into(),
+            node: "worker-1".into(),
+            roles: vec!["worker".into()],
+            pid: 7,
+            started_at: now - 100.0,
+            config: ConfigStatus {
+                file: "c.toml".into(),
+                loaded_at: now - 100.0,
+                generation: 1,
+            },
+            last_reload: None,
+            vrrp: None,
+            frontends: Vec::new(),
+            dnat: None,
+            follow: Some(FollowStatus {
+                interface: "wg7".into(),
+                vip: "198.19.7.100/32".into(),
+                holders: vec!["lb-a".into(), "lb-b".into()],
+                route: "holder".into(),
+                holder: Some("lb-b".into()),
+                holder_address: Some("198.19.7.2".parse().unwrap()),
+                peer: Some("KEY-B".into()),
+                holder_priority: Some(100),
+                since: now - 184.0,
+                reason: "former_master_overdue".into(),
+                changes: 2,
+                applied: true,
+                repairs: 1,
+                last_change_ms: Some(11.24),
+                adverts_received: 300,
+                dropped: [("not_a_holder".to_owned(), 4)].into_iter().collect(),
+                ..FollowStatus::default()
+            }),
+        };
+        let text = render(&doc, now);
+        for expected in [
+            "MESH  VIP 198.19.7.100/32 on wg7",
+            "route        to lb-b 198.19.7.2, priority 100 · peer KEY-B",
+            "applied on the device · last change took 11.2ms · put back 1 time(s)",
+            "(3m04s ago): former_master_overdue · 2 change(s)",
+            "300 received from lb-a, lb-b · dropped: not_a_holder 4",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+        }
+        let follow = doc.follow.as_mut().unwrap();
+        follow.route = "nowhere".into();
+        follow.holder = None;
+        follow.applied = false;
+        follow.error = Some("wg set wg7: Operation not permitted".into());
+        let text = render(&doc, now);
+        assert!(text.contains("NOWHERE: no master trusted"), "{text}");
+        assert!(
+            text.contains("NOT APPLIED (retrying every second): wg set wg7"),
+            "{text}"
+        );
     }
 }

@@ -7,7 +7,10 @@
 //! What a check can see depends on where it runs: with `--node` naming a
 //! VIP holder, it also looks at that node's interface, daemon and DNAT
 //! table. The VIP-uniqueness check sends an ARP probe (RFC 5227) on the
-//! VIP's link and counts the MAC addresses that answer.
+//! VIP's link and counts the MAC addresses that answer. On a WireGuard
+//! mesh, where ARP means nothing, `mesh-route` reads the device instead:
+//! which peer's AllowedIPs hold the VIP, against the master the daemon
+//! follows.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,9 +21,13 @@ use serde::Serialize;
 use vipd_core::vrrp::announce::{MacAddr, arp_probe, arp_reply_sender};
 
 use super::VerifyArgs;
-use crate::config::resolve::{HealthCheck, NodePlan};
+use super::status::{clock, span};
+use crate::api::schema::{FollowStatus, StatusDocument};
+use crate::config::resolve::{FollowPlan, HealthCheck, NodePlan};
 use crate::config::spec::{ClusterSpec, Role};
 use crate::health::probe::Probe;
+use crate::health::record::unix_now;
+use crate::mesh::wireguard::{AllowedIps, Device};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -325,6 +332,16 @@ async fn local_checks(spec: &ClusterSpec, plan: &NodePlan, args: &VerifyArgs) ->
     if let Some(dnat) = &plan.dnat {
         out.push(dnat_table(dnat, status.as_ref()).await);
     }
+    if let Some(follow) = &plan.follow {
+        let device = Device::new(&follow.interface).allowed_ips().await;
+        out.push(mesh_route(
+            spec,
+            follow,
+            status.as_ref(),
+            device,
+            unix_now(),
+        ));
+    }
     if let Some(vip) = plan.vip_listener() {
         out.push(crash_guard(vip).await);
     }
@@ -444,6 +461,160 @@ async fn dnat_table(
                 join(&healthy)
             ),
         )
+    }
+}
+
+/// On a node that follows the VRRP master over the mesh: the WireGuard
+/// device routes the VIP to exactly the peer of the master the daemon
+/// follows (or to no peer while this node is master), that peer is a VIP
+/// holder, and the daemon has the route applied. `device` is what
+/// `wg show IF allowed-ips` said.
+fn mesh_route(
+    spec: &ClusterSpec,
+    follow: &FollowPlan,
+    status: Option<&StatusDocument>,
+    device: Result<AllowedIps, String>,
+    now: f64,
+) -> Finding {
+    let name = "mesh-route";
+    let (interface, vip) = (&follow.interface, follow.vip);
+    let device = match device {
+        Ok(device) => device,
+        Err(e) => {
+            return finding(
+                name,
+                Verdict::Fail,
+                format!(
+                    "cannot read the AllowedIPs of {interface}: {e} (is the interface up? `wg-quick up {interface}` with the file from `vipd render wireguard`)"
+                ),
+            );
+        }
+    };
+    let peer = |key: &str| describe_peer(spec, key);
+    let on: Vec<&str> = device.holders_of(vip);
+    if on.len() > 1 {
+        return finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "the VIP {vip} is in the AllowedIPs of {} peers of {interface}: {}; it must be on one, the master's (something outside vipd wrote them: see `wg show {interface} allowed-ips`)",
+                on.len(),
+                on.iter().map(|k| peer(k)).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let actual = on.first().copied();
+    if let Some(key) = actual
+        && !follow.holders.iter().any(|h| h.public_key == key)
+    {
+        return finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "the VIP {vip} is in the AllowedIPs of {}, which is not a VIP holder in the cluster file: this node sends the VIP's traffic there. Take it off that peer (`wg set {interface} peer {key} allowed-ips` with the rest of its list) and let vipd route it; a wg-quick file from an old cluster file does this: render it again (`vipd render wireguard`)",
+                peer(key)
+            ),
+        );
+    }
+    let where_now = match actual {
+        Some(key) => format!("on the peer of {}", peer(key)),
+        None => format!("on no peer of {interface}"),
+    };
+    let Some(document) = status else {
+        return finding(
+            name,
+            Verdict::Skip,
+            format!(
+                "the VIP {vip} is {where_now} (no daemon status to compare with: see the `daemon` check)"
+            ),
+        );
+    };
+    let Some(route) = &document.follow else {
+        return finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "the cluster file says this node follows the VRRP master on {interface}, but the daemon does not: it runs another configuration (`vipd reload`) or a vipd without the follower; the VIP is {where_now}"
+            ),
+        );
+    };
+    let since = format!(
+        "since {} UTC ({} ago, {})",
+        clock(route.since),
+        span(now - route.since),
+        route.reason
+    );
+    if !route.applied {
+        return finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "the daemon's route ({}) is not applied on {interface}: {}; vipd retries every second, the VIP is {where_now} meanwhile",
+                route_text(route),
+                route
+                    .error
+                    .as_deref()
+                    .unwrap_or("not yet (after a start the follower waits to hear the master)")
+            ),
+        );
+    }
+    let expected = match route.route.as_str() {
+        "holder" => route.peer.as_deref(),
+        _ => None,
+    };
+    if route.route == "nowhere" {
+        return finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "this node follows no master ({since}): no VIP holder's advert arrived in time, so the VIP is {where_now} and unreachable from here; look at `vipd status` on the holders and at the tunnels to them (`wg show {interface} latest-handshakes`)"
+            ),
+        );
+    }
+    if actual != expected {
+        let wanted = match expected {
+            Some(key) => format!("the peer of {}", peer(key)),
+            None => "no peer (this node is master and holds it)".to_owned(),
+        };
+        return finding(
+            name,
+            Verdict::Fail,
+            format!(
+                "the daemon routes the VIP {vip} to {wanted}, but {interface} has it {where_now}: changed outside vipd (`wg syncconf` or `wg-quick up` of the rendered file, `wg set`); vipd puts it back within a few seconds while it runs: run verify again, and if it stays, see the log (`journalctl -u vipd`)"
+            ),
+        );
+    }
+    let detail = match actual {
+        Some(_) => format!(
+            "the VIP {vip} is {where_now}, the master this node follows, {since}; {} change(s)",
+            route.changes
+        ),
+        None => format!(
+            "the VIP {vip} is {where_now}: this node is master and holds it, {since}; {} change(s)",
+            route.changes
+        ),
+    };
+    finding(name, Verdict::Pass, detail)
+}
+
+/// A WireGuard peer by its node's name and its key.
+fn describe_peer(spec: &ClusterSpec, key: &str) -> String {
+    let node = spec
+        .nodes
+        .iter()
+        .find(|n| n.wireguard.as_ref().is_some_and(|w| w.public_key == key));
+    match node {
+        Some(node) => format!("{} ({key})", node.name),
+        None => format!("an unknown peer ({key}, no node of the cluster file)"),
+    }
+}
+
+/// The daemon's route, in a few words.
+fn route_text(route: &FollowStatus) -> String {
+    match (route.route.as_str(), &route.holder) {
+        ("holder", Some(holder)) => format!("to {holder}'s peer"),
+        ("local", _) => "local: this node is master".to_owned(),
+        (other, _) => other.to_owned(),
     }
 }
 
@@ -581,4 +752,261 @@ fn probe(ifindex: u32, mac: MacAddr, vip: Ipv4Addr) -> std::io::Result<Vec<MacAd
         }
     }
     Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LB_A: &str = "4ItZFbWa9Lm8DuQeZ0+vuHs27tL32x2WBd5VF9VdzGU=";
+    const LB_B: &str = "KbjMJRJ/AHz7AH6pW0hG8y3LyDDXWSziteOJp1Dwqy4=";
+    const CP_1: &str = "2H2jx2ju1TvQheTEiu8V66cjjcQL3EPrljRNsGEKyCk=";
+    const WORKER: &str = "GNd2x86GMhZ5nTRpsgVRnyQjjOxXEhW4utNo9d51Si4=";
+    const STRANGER: &str = "7G/J9wBpdD94VQCrYYn45ahrSIeY/k2JwZQmwqKiQQM=";
+
+    fn spec() -> ClusterSpec {
+        let text = format!(
+            r#"
+[cluster]
+name = "t"
+[vip]
+address = "198.19.7.100"
+interface = "wg7"
+vrid = 42
+advert_interval = "100ms"
+[mesh]
+interface = "wg7"
+network = "198.19.7.0/24"
+[plane.health]
+kind = "tcp"
+[[nodes]]
+name = "lb-a"
+roles = ["vip"]
+address = "198.19.7.1"
+priority = 150
+wireguard = {{ public_key = "{LB_A}", endpoint = "198.18.70.1:51820" }}
+[[nodes]]
+name = "lb-b"
+roles = ["vip"]
+address = "198.19.7.2"
+priority = 100
+wireguard = {{ public_key = "{LB_B}", endpoint = "198.18.70.2:51820" }}
+[[nodes]]
+name = "cp-1"
+roles = ["plane"]
+address = "198.19.7.11"
+wireguard = {{ public_key = "{CP_1}", endpoint = "198.18.70.11:51820" }}
+[[nodes]]
+name = "worker-1"
+roles = ["worker"]
+address = "198.19.7.21"
+wireguard = {{ public_key = "{WORKER}" }}
+"#
+        );
+        let checked =
+            crate::config::check_text("t.toml", &text, std::path::Path::new("t.toml"), None);
+        assert_eq!(checked.errors(), 0, "{:?}", checked.diagnostics);
+        checked.spec.unwrap()
+    }
+
+    /// `wg show wg7 allowed-ips` of the worker, the VIP on `vip_on` (keys).
+    fn device(vip_on: &[&str]) -> Result<AllowedIps, String> {
+        let peers = [
+            (LB_A, "198.19.7.1/32"),
+            (LB_B, "198.19.7.2/32"),
+            (CP_1, "198.19.7.11/32"),
+        ];
+        let mut text = String::new();
+        for (key, own) in peers {
+            let vip = if vip_on.contains(&key) {
+                " 198.19.7.100/32"
+            } else {
+                ""
+            };
+            text.push_str(&format!("{key}\t{own}{vip}\n"));
+        }
+        for key in vip_on
+            .iter()
+            .filter(|k| !peers.iter().any(|(p, _)| p == *k))
+        {
+            text.push_str(&format!("{key}\t198.19.7.100/32\n"));
+        }
+        AllowedIps::parse(&text)
+    }
+
+    const NOW: f64 = 1_800_000_000.0;
+
+    /// The worker's status document, following `holder` (or `route`).
+    fn status(route: &str, holder: Option<(&str, &str)>) -> StatusDocument {
+        StatusDocument {
+            schema: 1,
+            vipd_version: "0".into(),
+            cluster: "t".into(),
+            node: "worker-1".into(),
+            roles: vec!["worker".into()],
+            pid: 1,
+            started_at: NOW - 600.0,
+            config: crate::api::schema::ConfigStatus {
+                file: "t.toml".into(),
+                loaded_at: NOW - 600.0,
+                generation: 1,
+            },
+            last_reload: None,
+            vrrp: None,
+            frontends: Vec::new(),
+            dnat: None,
+            follow: Some(FollowStatus {
+                interface: "wg7".into(),
+                vip: "198.19.7.100/32".into(),
+                holders: vec!["lb-a".into(), "lb-b".into()],
+                route: route.into(),
+                holder: holder.map(|(name, _)| name.to_owned()),
+                peer: holder.map(|(_, key)| key.to_owned()),
+                since: NOW - 184.0,
+                reason: "former_master_overdue".into(),
+                changes: 2,
+                applied: true,
+                ..FollowStatus::default()
+            }),
+        }
+    }
+
+    fn judge(
+        node: &str,
+        status: Option<&StatusDocument>,
+        device: Result<AllowedIps, String>,
+    ) -> Finding {
+        let spec = spec();
+        let plan = spec.plan(node).unwrap();
+        mesh_route(&spec, plan.follow.as_ref().unwrap(), status, device, NOW)
+    }
+
+    #[track_caller]
+    fn expect(finding: &Finding, verdict: Verdict, words: &[&str]) {
+        assert_eq!(finding.verdict, verdict, "{}", finding.detail);
+        for word in words {
+            assert!(
+                finding.detail.contains(word),
+                "{word:?} not in: {}",
+                finding.detail
+            );
+        }
+    }
+
+    #[test]
+    fn the_vip_on_the_followed_masters_peer_passes_with_since_when() {
+        let doc = status("holder", Some(("lb-b", LB_B)));
+        let found = judge("worker-1", Some(&doc), device(&[LB_B]));
+        expect(
+            &found,
+            Verdict::Pass,
+            &[
+                "lb-b (KbjM",
+                "since 07:56:56 UTC",
+                "3m04s ago",
+                "former_master_overdue",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_vip_on_another_holders_peer_fails_naming_both() {
+        let doc = status("holder", Some(("lb-b", LB_B)));
+        let found = judge("worker-1", Some(&doc), device(&[LB_A]));
+        expect(
+            &found,
+            Verdict::Fail,
+            &["to the peer of lb-b", "on the peer of lb-a", "wg syncconf"],
+        );
+        // Routed nowhere while the daemon follows lb-b: also wrong.
+        let found = judge("worker-1", Some(&doc), device(&[]));
+        expect(&found, Verdict::Fail, &["on no peer of wg7"]);
+    }
+
+    #[test]
+    fn the_vip_on_a_node_that_is_no_holder_fails() {
+        let doc = status("holder", Some(("lb-b", LB_B)));
+        let found = judge("worker-1", Some(&doc), device(&[CP_1]));
+        expect(&found, Verdict::Fail, &["cp-1", "not a VIP holder"]);
+        let found = judge("worker-1", Some(&doc), device(&[STRANGER]));
+        expect(&found, Verdict::Fail, &["unknown peer", STRANGER]);
+        // Without a daemon to ask, the file alone still tells.
+        let found = judge("worker-1", None, device(&[CP_1]));
+        expect(&found, Verdict::Fail, &["not a VIP holder"]);
+    }
+
+    #[test]
+    fn the_vip_on_two_peers_fails() {
+        let doc = status("holder", Some(("lb-b", LB_B)));
+        let found = judge("worker-1", Some(&doc), device(&[LB_A, LB_B]));
+        expect(&found, Verdict::Fail, &["2 peers", "lb-a", "lb-b"]);
+    }
+
+    #[test]
+    fn a_route_not_applied_fails_with_the_daemons_error() {
+        let mut doc = status("holder", Some(("lb-b", LB_B)));
+        let route = doc.follow.as_mut().unwrap();
+        route.applied = false;
+        route.error = Some("wg set wg7: Operation not permitted".into());
+        let found = judge("worker-1", Some(&doc), device(&[LB_B]));
+        expect(
+            &found,
+            Verdict::Fail,
+            &["not applied", "Operation not permitted", "to lb-b's peer"],
+        );
+    }
+
+    #[test]
+    fn no_master_followed_fails() {
+        let doc = status("nowhere", None);
+        let found = judge("worker-1", Some(&doc), device(&[]));
+        expect(
+            &found,
+            Verdict::Fail,
+            &["follows no master", "latest-handshakes"],
+        );
+    }
+
+    #[test]
+    fn a_master_holds_the_vip_on_no_peer() {
+        let mut doc = status("local", None);
+        doc.node = "lb-a".into();
+        let found = judge("lb-a", Some(&doc), device(&[]));
+        expect(
+            &found,
+            Verdict::Pass,
+            &["on no peer", "this node is master"],
+        );
+        let found = judge("lb-a", Some(&doc), device(&[LB_B]));
+        expect(
+            &found,
+            Verdict::Fail,
+            &["to no peer", "on the peer of lb-b"],
+        );
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_follow_or_a_device_that_cannot_be_read_fails() {
+        let mut doc = status("holder", Some(("lb-b", LB_B)));
+        doc.follow = None;
+        let found = judge("worker-1", Some(&doc), device(&[LB_B]));
+        expect(
+            &found,
+            Verdict::Fail,
+            &["the daemon does not", "vipd reload"],
+        );
+        let found = judge(
+            "worker-1",
+            Some(&status("holder", Some(("lb-b", LB_B)))),
+            Err("wg show wg7 allowed-ips: Unable to access interface: No such device".into()),
+        );
+        expect(
+            &found,
+            Verdict::Fail,
+            &["No such device", "wg-quick up wg7"],
+        );
+        // No daemon: what the device says, not judged.
+        let found = judge("worker-1", None, device(&[LB_A]));
+        expect(&found, Verdict::Skip, &["on the peer of lb-a"]);
+    }
 }

@@ -8,8 +8,10 @@
 //! a link change of the mesh interface, a reload, the stop signal. The
 //! follower decides where the VIP goes; this loop makes the device say so
 //! and keeps it saying so: a change that failed (the interface gone, `wg`
-//! missing) is retried, and a recreated interface (its routes as the
-//! rendered file has them) is re-programmed.
+//! missing) is retried, a recreated interface (its routes as the
+//! rendered file has them) is re-programmed, and a device that carries the
+//! route is read again every few seconds, so a change made outside vipd
+//! (`wg syncconf` of the rendered file, a `wg set` by hand) is undone.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +37,12 @@ use crate::vrrp::socket::ListenSocket;
 
 /// Between two attempts to program a device that refused a change.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Between two reads of a device that carries the route. `wg syncconf`
+/// of the rendered file puts the VIP back on the preferred holder's peer;
+/// this bounds how long such a change outside vipd lasts. One read is one
+/// `wg show` (a few ms).
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// The shared handle: the loop writes, the API reads.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +92,8 @@ struct Loop {
     /// The route the device carries, as far as we know (`None`: unknown or
     /// a change failed: program it again).
     applied: Option<Route>,
+    /// When the device was last read and found carrying `applied`.
+    checked_at: Instant,
     /// Until this instant a device routing the VIP somewhere is left as it
     /// is while no master is heard: a restarted follower must not cut the
     /// VIP off before it had a chance to hear the master.
@@ -123,6 +133,7 @@ pub async fn run(
         drops: DropCounters::default(),
         status,
         applied: None,
+        checked_at: Instant::now(),
         settle_until: Instant::now() + settle,
         plan,
     };
@@ -266,7 +277,8 @@ impl Loop {
         }
         let route = self.follower.route();
         self.publish_route(route);
-        if self.applied == Some(route) {
+        let recheck = self.applied == Some(route);
+        if recheck && self.checked_at.elapsed() < RECHECK_EVERY {
             return;
         }
         if route == Route::Nowhere && self.applied.is_none() && Instant::now() < self.settle_until {
@@ -275,11 +287,16 @@ impl Loop {
         let peer = route.holder().and_then(|a| self.peer_of(a));
         match self.device.route(self.plan.vip, peer.as_deref()).await {
             Ok(applied) => {
-                if !applied.written.is_empty() {
+                let repaired = recheck && !applied.written.is_empty();
+                if repaired {
+                    warn!(vip = %self.plan.vip, to = %self.describe(route), "the WireGuard device had the VIP's entry elsewhere (changed outside vipd: `wg syncconf`, `wg set`): put it back");
+                } else if !applied.written.is_empty() {
                     info!(vip = %self.plan.vip, to = %self.describe(route), took = ?applied.took, "WireGuard route of the VIP set");
                 }
                 self.applied = Some(route);
+                self.checked_at = Instant::now();
                 let mut status = self.status.lock();
+                status.repairs += u64::from(repaired);
                 status.applied = true;
                 status.error = None;
                 if !applied.written.is_empty() {
@@ -339,6 +356,7 @@ impl Loop {
         let mut status = self.status.lock();
         status.interface = self.plan.interface.clone();
         status.vip = self.plan.vip.to_string();
+        status.holders = self.plan.holders.iter().map(|h| h.node.clone()).collect();
         if status.since == 0.0 {
             status.since = unix_now();
             status.reason = "startup".to_owned();

@@ -211,7 +211,15 @@ pub fn render(
         "    garp_master_delay {}",
         whole_seconds(vrrp.announce.repeat_after.get())
     );
-    if vrrp.mode == VrrpMode::Unicast && vrrp.send_to.is_empty() {
+    // On the mesh, the nodes that run vipd route the VIP to the master they
+    // hear: a keepalived master must advertise to them as vipd's does.
+    let followers: Vec<std::net::IpAddr> = vrrp
+        .followers
+        .iter()
+        .filter(|f| **f != plan.address && !vrrp.send_to.contains(f))
+        .copied()
+        .collect();
+    if vrrp.mode == VrrpMode::Unicast && vrrp.send_to.is_empty() && followers.is_empty() {
         let _ = writeln!(
             w,
             "    # unicast without peers: this is the only VIP holder (keepalived would fall back to multicast with an empty unicast_peer)"
@@ -221,6 +229,23 @@ pub fn render(
         let _ = writeln!(w, "    unicast_peer {{");
         for peer in &vrrp.send_to {
             let _ = writeln!(w, "        {peer}");
+        }
+        if !followers.is_empty() {
+            let _ = writeln!(
+                w,
+                "        # The mesh followers, every node of the cluster file that is not a VIP\n\
+                 \x20       # holder: vipd on each routes the VIP on {} to the master whose adverts\n\
+                 \x20       # it hears, so keepalived advertises to them too while it is master.",
+                vrrp.interface
+            );
+            for follower in &followers {
+                let name = spec
+                    .nodes
+                    .iter()
+                    .find(|n| n.address == *follower)
+                    .map_or("", |n| n.name.as_str());
+                let _ = writeln!(w, "        {follower}  # {name}");
+            }
         }
         let _ = writeln!(w, "    }}");
     }
@@ -278,7 +303,6 @@ pub fn render(
         }
     }
     let _ = writeln!(w, "}}");
-    let _ = spec;
     Ok(out)
 }
 

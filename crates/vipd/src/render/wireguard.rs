@@ -167,17 +167,7 @@ pub fn render(
         if let Some((holder, vip)) = &vip_route
             && *holder == peer.node
         {
-            let _ = write!(
-                out,
-                "# The VIP {} is routed to {holder}: it carries the VIP while it is up (the\n\
-                 # highest priority). WireGuard sends an address to one peer only, so while\n\
-                 # another holder carries the VIP after a failover, this node still sends VIP\n\
-                 # traffic to {holder} and drops replies from the VIP that come from another\n\
-                 # peer: from here the VIP is unreachable until {holder} is back. vipd does not\n\
-                 # move the VIP between WireGuard peers yet; a LAN interface for the VIP does\n\
-                 # not have this limit.\n",
-                vip.addr()
-            );
+            out.push_str(&vip_comment(spec, holder, vip));
             if !allowed.contains(vip) {
                 allowed.push(*vip);
             }
@@ -202,6 +192,41 @@ pub fn render(
         }
     }
     Ok(out)
+}
+
+/// What the VIP's entry above `holder`'s peer means for this node.
+fn vip_comment(spec: &ClusterSpec, holder: &str, vip: &IpNet) -> String {
+    let vip = vip.addr();
+    if !spec.mesh_follows() {
+        return format!(
+            "# The VIP {vip} is routed to {holder}, the preferred holder (the highest\n\
+             # priority): WireGuard routes an address to one peer only, and with\n\
+             # mesh.follow = false nothing moves this entry. After a failover this node\n\
+             # still sends the VIP's traffic to {holder}: it reaches the API through the\n\
+             # VIP only once {holder} is back. With mesh.follow = true, vipd on every node\n\
+             # moves the entry to the master.\n"
+        );
+    }
+    // Where a node without vipd still finds the API after a failover.
+    let instead = match spec.nodes_with(Role::Plane).next() {
+        Some(plane) => {
+            let proxy =
+                std::net::SocketAddr::new(plane.address, spec.plane_ports(plane).proxy_port.get());
+            format!(
+                "# back; such a node should use a plane's proxy instead of the VIP\n\
+                 # ({proxy}, which forwards to every healthy apiserver).\n"
+            )
+        }
+        None => "# back; such a node should use a plane's proxy instead of the VIP.\n".to_owned(),
+    };
+    format!(
+        "# The VIP {vip} starts on {holder}, the preferred holder (the highest\n\
+         # priority): WireGuard routes an address to one peer only. vipd on this\n\
+         # node moves the entry to the current VRRP master's peer on every failover.\n\
+         # A node that cannot run vipd (an admin laptop) keeps it on {holder}, so\n\
+         # after a failover it reaches the API through the VIP only once {holder} is\n\
+         {instead}"
+    )
 }
 
 /// When the VIP lives on the mesh interface: the peer that gets the VIP's
