@@ -409,6 +409,24 @@ mod tests {
                     assert_eq!(spec.nodes.len(), n);
                     assert_eq!(spec.api.datapath, datapath);
                     assert_eq!(spec.vip_on_mesh(), keys.is_some(), "{text}");
+                    if keys.is_some() {
+                        // No follower_interval in the file: 1.5 × the 100 ms adverts.
+                        assert_eq!(
+                            spec.follower_interval().get(),
+                            std::time::Duration::from_millis(150)
+                        );
+                        let worker = spec.plan("worker-1").unwrap();
+                        let follow = worker.follow.expect("a worker follows on the mesh");
+                        assert_eq!(follow.interval.get(), std::time::Duration::from_millis(150));
+                        assert!(!follow.holder);
+                        let holder = spec.plan("holder-1").unwrap();
+                        let vrrp = holder.vrrp.expect("a holder runs VRRP");
+                        assert_eq!(
+                            vrrp.followers.len(),
+                            usize::from(counts.planes + counts.workers),
+                            "every node but the holders (they hear the adverts anyway) is a follower"
+                        );
+                    }
                 }
             }
         }
