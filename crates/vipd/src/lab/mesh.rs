@@ -63,27 +63,6 @@ pub fn secret_name(node: &str) -> String {
     format!("wg_{}", node.replace('-', "_"))
 }
 
-/// wireguard-go for `INTERFACE` inside network namespace `namespace`, in a
-/// private mount namespace with its own /run/wireguard. `exec` keeps the
-/// pid: the spawned pid ends up being wireguard-go's.
-pub fn wireguard_go_command(namespace: &str) -> Command {
-    let mut command = Command::new("ip");
-    command.args([
-        "netns",
-        "exec",
-        namespace,
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mkdir -p /run/wireguard && mount -t tmpfs -o mode=0700 tmpfs /run/wireguard && exec wireguard-go -f \"$0\"",
-        INTERFACE,
-    ]);
-    command
-}
-
 /// The anchor of a node: a process that only holds the node's mount
 /// namespace, with a tmpfs of its own on /run/wireguard. `exec` keeps the
 /// pid: the spawned pid ends up being the anchor's.
@@ -243,13 +222,6 @@ mod tests {
 
     #[test]
     fn node_commands_name_the_namespaces() {
-        let go = wireguard_go_command("vl000001-holder-1");
-        let args: Vec<String> = go
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert!(args.contains(&"vl000001-holder-1".to_owned()));
-        assert_eq!(args.last().map(String::as_str), Some(INTERFACE));
         let wg = in_node_command(42, "vl000001-holder-1", Path::new("wg"));
         let args: Vec<String> = wg
             .get_args()
@@ -258,12 +230,12 @@ mod tests {
         assert_eq!(args[0], "--mount=/proc/42/ns/mnt");
         assert_eq!(args[1], "--net=/run/netns/vl000001-holder-1");
         let anchor = anchor_command("vl000001-holder-1");
-        let script = anchor
+        let args: Vec<String> = anchor
             .get_args()
-            .last()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(&"vl000001-holder-1".to_owned()));
+        let script = args.last().unwrap();
         assert!(script.contains("/run/wireguard") && script.ends_with("exec sleep infinity"));
     }
 }

@@ -1,12 +1,13 @@
-//! A WireGuard mesh of nodes in network namespaces (root), built as
-//! tests/mesh_netns.rs builds one: every node is a namespace on one
-//! underlay bridge (`eth0`, 198.18.0.HOST/24) with wireguard-go on `wg99`
-//! (198.19.0.HOST/24) in a mount namespace of its own (lab::mesh),
-//! configured from `vipd render wireguard`, `wg-quick strip` and
-//! `wg setconf`. The nodes that run vipd get `vipd run` with one cluster
-//! file; the others only have their WireGuard device (a worker that is a
-//! peer of everyone, say). Dropping the [`Mesh`] kills what it started and
-//! deletes its namespaces (its [`Topology`]), also on a panic.
+//! A WireGuard mesh of nodes in network namespaces (root), built the way
+//! `vipd lab --mesh wireguard` builds one (lab::mesh): every node is a
+//! namespace on one underlay bridge (`eth0`, 198.18.0.HOST/24) with an
+//! anchor holding a mount namespace of its own, wireguard-go on `wg99`
+//! (198.19.0.HOST/24) in it, configured from `vipd render wireguard`,
+//! `wg-quick strip` and `wg setconf`. The nodes that run vipd get `vipd
+//! run` with one cluster file, in the same namespaces; the others only have
+//! their WireGuard device (a worker that is a peer of everyone, say).
+//! Dropping the [`Mesh`] kills what it started and deletes its namespaces
+//! (its [`Topology`]), also on a panic.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use vipd::lab::mesh::{INTERFACE, NodeKeys, in_node_command, secret_name, wireguard_go_command};
+use nix::sys::signal::Signal;
+use vipd::lab::mesh::{
+    self as lab_mesh, INTERFACE, NodeKeys, WIREGUARD_GO_ARGS, anchor_command, anchor_ready,
+    in_node_command, secret_name,
+};
 use vipd::lab::netns::{Netns, Topology};
 use vipd::mesh::wireguard::AllowedIps;
 
@@ -48,13 +53,34 @@ pub struct Node {
     pub spec: NodeSpec,
     pub ns: Netns,
     pub keys: NodeKeys,
-    /// Its wireguard-go, whose mount namespace `wg` and vipd join.
-    wg_pid: u32,
-    socket: PathBuf,
-    log: PathBuf,
+    /// Its anchor, whose mount namespace wireguard-go, `wg` and vipd join.
+    anchor: u32,
+    vipd_pid: Option<u32>,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    /// Its rendered wg-quick file.
+    pub conf: PathBuf,
 }
 
 impl Node {
+    /// `program` inside the node: its network namespace and its anchor's
+    /// mount namespace (where `wg` finds this node's device).
+    pub fn command(&self, program: &str) -> Command {
+        in_node_command(self.anchor, self.ns.name(), Path::new(program))
+    }
+
+    /// `program args...` inside the node, asserting success; its stdout.
+    pub fn run(&self, program: &str, args: &[&str]) -> String {
+        let output = self.command(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?} on {}: {}",
+            self.spec.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     pub fn mesh_address(&self) -> Ipv4Addr {
         Ipv4Addr::new(198, 19, 0, self.spec.host)
     }
@@ -166,66 +192,55 @@ impl Mesh {
         let ns = self.topo.add_host(name).unwrap();
         let underlay: IpNet = format!("198.18.0.{}/24", spec.host).parse().unwrap();
         self.topo.plug(&ns, "eth0", &[underlay]).unwrap();
-        let mut command = wireguard_go_command(ns.name());
+        let mut command = anchor_command(ns.name());
         command.stdout(Stdio::null()).stderr(Stdio::null());
-        let wg_pid = self.topo.spawn(command).unwrap();
-        let up = Topology::wait_for(Duration::from_secs(10), POLL, || {
-            in_node_command(wg_pid, ns.name(), Path::new("wg"))
-                .args(["show", INTERFACE])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        assert!(up, "wireguard-go did not come up on {name}");
+        let anchor = self.topo.spawn(command).unwrap();
+        assert!(
+            Topology::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+                anchor_ready(anchor)
+            }),
+            "the mount namespace of {name} did not come up"
+        );
+        let mut command = in_node_command(anchor, ns.name(), Path::new("wireguard-go"));
+        command
+            .args(WIREGUARD_GO_ARGS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.topo.spawn(command).unwrap();
+        let plain = lab_mesh::render(
+            Path::new(env!("CARGO_BIN_EXE_vipd")),
+            &self.config,
+            &self.secrets,
+            name,
+            self.dir.path(),
+        )
+        .unwrap();
         let node = Node {
             spec,
             ns,
             keys,
-            wg_pid,
+            anchor,
+            vipd_pid: None,
             socket: self.dir.path().join(format!("{name}.sock")),
             log: self.dir.path().join(format!("{name}.log")),
+            conf: self.dir.path().join(format!("{name}.conf")),
         };
-        let conf = self.dir.path().join(format!("{name}.conf"));
-        let rendered = vipd()
-            .args(["render", "wireguard", "-c"])
-            .arg(&self.config)
-            .arg("--secrets")
-            .arg(&self.secrets)
-            .args(["--node", name, "-o"])
-            .arg(&conf)
-            .output()
-            .unwrap();
-        assert!(
-            rendered.status.success(),
-            "{}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
-        let stripped = Command::new("wg-quick")
-            .arg("strip")
-            .arg(&conf)
-            .output()
-            .unwrap();
-        assert!(stripped.status.success());
-        let plain = self.dir.path().join(format!("{name}.plain"));
-        std::fs::write(&plain, &stripped.stdout).unwrap();
-        run_in(
-            &node,
-            "wg",
-            &["setconf", INTERFACE, plain.to_str().unwrap()],
-        );
-        let mesh = format!("{}/24", node.mesh_address());
-        run_in(&node, "ip", &["addr", "add", &mesh, "dev", INTERFACE]);
-        run_in(&node, "ip", &["link", "set", INTERFACE, "up"]);
+        let mesh: IpNet = format!("{}/24", node.mesh_address()).parse().unwrap();
+        lab_mesh::configure(
+            anchor,
+            node.ns.name(),
+            &plain,
+            &[mesh],
+            Duration::from_secs(10),
+        )
+        .unwrap();
         node
     }
 
     /// `vipd run` on node `index`, in its network and mount namespaces.
     fn start(&mut self, index: usize) {
         let node = &self.nodes[index];
-        let mut command = in_node_command(
-            node.wg_pid,
-            node.ns.name(),
-            Path::new(env!("CARGO_BIN_EXE_vipd")),
-        );
+        let mut command = node.command(env!("CARGO_BIN_EXE_vipd"));
         command
             .args(["run", "-c"])
             .arg(&self.config)
@@ -234,8 +249,52 @@ impl Mesh {
             .args(["--node", node.spec.name, "--socket"])
             .arg(&node.socket)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&node.log).unwrap());
-        self.topo.spawn(command).unwrap();
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&node.log)
+                    .unwrap(),
+            );
+        let pid = self.topo.spawn(command).unwrap();
+        self.nodes[index].vipd_pid = Some(pid);
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.spec.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// Sends `signal` to node `name`'s vipd (it is then no longer counted
+    /// as running: start it again with [`Mesh::start_vipd`]).
+    pub fn signal_vipd(&mut self, name: &str, signal: Signal) {
+        let index = self.index(name);
+        let pid = self.nodes[index]
+            .vipd_pid
+            .take()
+            .unwrap_or_else(|| panic!("no vipd runs on {name}"));
+        self.topo.signal(pid, signal).unwrap();
+    }
+
+    /// Starts node `name`'s vipd (again), appending to its log.
+    pub fn start_vipd(&mut self, name: &str) {
+        let index = self.index(name);
+        self.start(index);
+    }
+
+    /// The cluster file and the secrets file the nodes share.
+    pub fn files(&self) -> (&Path, &Path) {
+        (&self.config, &self.secrets)
+    }
+
+    /// The metrics of node `name` (`GET /metrics` on its control socket).
+    pub fn metrics(&self, name: &str) -> String {
+        let response =
+            vipd::api::client::request(&self.node(name).socket, "GET", "/metrics").unwrap();
+        assert_eq!(response.status, 200);
+        String::from_utf8(response.body).unwrap()
     }
 
     pub fn node(&self, name: &str) -> &Node {
@@ -261,15 +320,21 @@ impl Mesh {
     /// The peer (public key) whose AllowedIPs hold the VIP on a node's
     /// device, asserting that at most one does.
     pub fn vip_peer(&self, name: &str) -> Option<String> {
-        let node = self.node(name);
-        let text = run_in(node, "wg", &["show", INTERFACE, "allowed-ips"]);
+        let text = self
+            .node(name)
+            .run("wg", &["show", INTERFACE, "allowed-ips"]);
         let device = AllowedIps::parse(&text).unwrap();
         let holders = device.holders_of(IpNet::from(std::net::IpAddr::V4(VIP)));
         assert!(holders.len() <= 1, "the VIP on two peers of {name}: {text}");
         holders.first().map(|k| (*k).to_owned())
     }
 
-    /// Waits until every node that runs vipd routes the VIP to `master`'s
+    /// Whether node `name`'s vipd runs (started and not signalled since).
+    pub fn runs_vipd(&self, name: &str) -> bool {
+        self.node(name).vipd_pid.is_some()
+    }
+
+    /// Waits until every node whose vipd runs routes the VIP to `master`'s
     /// peer, and `master` to no peer (it holds the VIP). Every device is
     /// read each time, the other nodes' too: none may have the VIP on two
     /// peers.
@@ -280,7 +345,7 @@ impl Mesh {
             for node in &self.nodes {
                 let peer = self.vip_peer(node.spec.name);
                 let want = (node.spec.name != master).then_some(master_key);
-                all &= !node.spec.runs_vipd || peer.as_deref() == want;
+                all &= node.vipd_pid.is_none() || peer.as_deref() == want;
             }
             all
         })
@@ -351,19 +416,4 @@ impl Mesh {
             })
             .collect()
     }
-}
-
-/// `program args...` in a node's network and mount namespaces; its stdout.
-fn run_in(node: &Node, program: &str, args: &[&str]) -> String {
-    let output = in_node_command(node.wg_pid, node.ns.name(), Path::new(program))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{program} {args:?} on {}: {}",
-        node.spec.name,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
