@@ -27,37 +27,13 @@ use vipd::lab::netns::{Topology, require_root};
 use vipd_core::vrrp::packet::PROTOCOL;
 use vipd_core::vrrp::{Advertisement, Centiseconds, ChecksumMode, VersionFields};
 
-use support::mesh::{Mesh, NodeSpec, VIP, VRID};
+use support::mesh::{Mesh, NodeSpec, TWO_HOLDERS_AND_A_PLANE, VIP, VRID};
 
 const NODES: [NodeSpec; 4] = [
-    NodeSpec {
-        name: "holder-1",
-        host: 1,
-        roles: r#"["vip"]"#,
-        priority: Some(150),
-        runs_vipd: true,
-    },
-    NodeSpec {
-        name: "holder-2",
-        host: 2,
-        roles: r#"["vip"]"#,
-        priority: Some(100),
-        runs_vipd: true,
-    },
-    NodeSpec {
-        name: "plane-1",
-        host: 11,
-        roles: r#"["plane"]"#,
-        priority: None,
-        runs_vipd: true,
-    },
-    NodeSpec {
-        name: "worker-1",
-        host: 21,
-        roles: r#"["worker"]"#,
-        priority: None,
-        runs_vipd: false,
-    },
+    TWO_HOLDERS_AND_A_PLANE[0],
+    TWO_HOLDERS_AND_A_PLANE[1],
+    TWO_HOLDERS_AND_A_PLANE[2],
+    NodeSpec::bare_worker("worker-1", 21),
 ];
 
 const PLANE: &str = "plane-1";

@@ -9,32 +9,10 @@
 mod support;
 
 use nix::sys::signal::Signal;
-use support::mesh::{Mesh, NodeSpec};
+use support::mesh::{Mesh, NodeSpec, TWO_HOLDERS_AND_A_PLANE};
 use vipd::lab::netns::require_root;
 
-const NODES: [NodeSpec; 3] = [
-    NodeSpec {
-        name: "holder-1",
-        host: 1,
-        roles: r#"["vip"]"#,
-        priority: Some(150),
-        runs_vipd: true,
-    },
-    NodeSpec {
-        name: "holder-2",
-        host: 2,
-        roles: r#"["vip"]"#,
-        priority: Some(100),
-        runs_vipd: true,
-    },
-    NodeSpec {
-        name: "plane-1",
-        host: 11,
-        roles: r#"["plane"]"#,
-        priority: None,
-        runs_vipd: true,
-    },
-];
+const NODES: [NodeSpec; 3] = TWO_HOLDERS_AND_A_PLANE;
 
 #[test]
 fn a_follower_moves_the_vip_to_the_new_master_on_kill_and_stop() {

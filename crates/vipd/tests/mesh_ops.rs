@@ -12,33 +12,11 @@ mod support;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use support::mesh::{Mesh, Node, NodeSpec, VIP};
+use support::mesh::{Mesh, Node, NodeSpec, TWO_HOLDERS_AND_A_PLANE, VIP};
 use vipd::lab::mesh::INTERFACE;
 use vipd::lab::netns::{Topology, require_root};
 
-const NODES: [NodeSpec; 3] = [
-    NodeSpec {
-        name: "holder-1",
-        host: 1,
-        roles: r#"["vip"]"#,
-        priority: Some(150),
-        runs_vipd: true,
-    },
-    NodeSpec {
-        name: "holder-2",
-        host: 2,
-        roles: r#"["vip"]"#,
-        priority: Some(100),
-        runs_vipd: true,
-    },
-    NodeSpec {
-        name: "plane-1",
-        host: 11,
-        roles: r#"["plane"]"#,
-        priority: None,
-        runs_vipd: true,
-    },
-];
+const NODES: [NodeSpec; 3] = TWO_HOLDERS_AND_A_PLANE;
 const FOLLOWER: &str = "plane-1";
 
 /// `vipd verify --node NAME --json` inside the node: its mesh-route check.

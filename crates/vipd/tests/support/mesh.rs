@@ -47,6 +47,48 @@ pub struct NodeSpec {
     pub runs_vipd: bool,
 }
 
+impl NodeSpec {
+    /// A VIP holder that runs vipd.
+    pub const fn holder(name: &'static str, host: u8, priority: u8) -> Self {
+        Self {
+            name,
+            host,
+            roles: r#"["vip"]"#,
+            priority: Some(priority),
+            runs_vipd: true,
+        }
+    }
+
+    /// A plane that runs vipd.
+    pub const fn plane(name: &'static str, host: u8) -> Self {
+        Self {
+            name,
+            host,
+            roles: r#"["plane"]"#,
+            priority: None,
+            runs_vipd: true,
+        }
+    }
+
+    /// A worker with only its WireGuard device (no vipd).
+    pub const fn bare_worker(name: &'static str, host: u8) -> Self {
+        Self {
+            name,
+            host,
+            roles: r#"["worker"]"#,
+            priority: None,
+            runs_vipd: false,
+        }
+    }
+}
+
+/// holder-1 (priority 150), holder-2 (100) and plane-1, all running vipd.
+pub const TWO_HOLDERS_AND_A_PLANE: [NodeSpec; 3] = [
+    NodeSpec::holder("holder-1", 1, 150),
+    NodeSpec::holder("holder-2", 2, 100),
+    NodeSpec::plane("plane-1", 11),
+];
+
 /// A node as built.
 #[derive(Debug)]
 pub struct Node {
