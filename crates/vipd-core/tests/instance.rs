@@ -780,6 +780,17 @@ fn designated_successor_takes_over_without_skew() {
         "3 x interval, no skew"
     );
 
+    // Just started, no master heard yet: the RFC skew, so that when both
+    // routers start at once the better one (shorter skew) wins the first
+    // round and is not preempted back after it.
+    let fresh = successor(100);
+    assert_eq!(fresh.skew_time(), Duration::from_micros(609_375));
+    assert_eq!(
+        fresh.next_timeout(),
+        Some(ms(3609) + Duration::from_micros(375)),
+        "3 x interval + skew from startup"
+    );
+
     // A tracker lowered the priority: the RFC skew is back.
     let mut lowered = successor(100);
     lowered.set_priority(ms(100), 60);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sim::{Link, Rng, RouterSpec, Sim, host_address};
 use vipd_core::vrrp::timer::{master_down_interval, skew_time_v2, skew_time_v3};
-use vipd_core::vrrp::{Centiseconds, ChecksumMode, State, Timestamp, Version};
+use vipd_core::vrrp::{Centiseconds, ChecksumMode, Config, Instance, State, Timestamp, Version};
 
 /// Scenarios per `cargo test` run; each is a few hundred events.
 const SCENARIOS: u64 = 3000;
@@ -527,6 +527,41 @@ fn equal_priorities_starting_together_elect_the_higher_address() {
     sim.start(1);
     sim.run_until(Timestamp::from_millis(20_000));
     assert_eq!(sim.masters(), vec![1]);
+}
+
+#[test]
+fn a_designated_successor_starting_with_the_master_does_not_win_the_first_round() {
+    // The designated successor skips Skew_Time only once it has heard the
+    // master it succeeds: started at the same instant as a better router,
+    // it keeps the RFC skew, the better router's shorter one expires
+    // first, and the successor never becomes master (no flap of the VIP).
+    let mut sim = two_routers(spec(9, 150), spec(20, 100), LAN);
+    let successor = Config {
+        designated_successor: true,
+        ..sim.routers[1].config.clone()
+    };
+    sim.routers[1].instance = Instance::new(successor.clone()).unwrap();
+    sim.routers[1].config = successor;
+    sim.start(0);
+    sim.start(1);
+    let flapped = sim.run_until_or(Timestamp::from_millis(10_000), |sim| {
+        sim.routers[1].instance.state() == State::Master
+    });
+    assert_eq!(flapped, None, "the successor took the VIP at start");
+    assert_eq!(sim.masters(), vec![0]);
+    // Once it has heard the master, the shortcut is on: a crash of the
+    // master is taken over within 3 intervals, with no skew.
+    assert_eq!(sim.routers[1].instance.skew_time(), Duration::ZERO);
+    sim.kill(0);
+    let killed = Timestamp::from_millis(10_000);
+    let took = sim
+        .run_until_or(Timestamp::from_millis(20_000), |sim| sim.masters() == [1])
+        .expect("the successor takes over");
+    let after = took.saturating_duration_since(killed);
+    assert!(
+        after <= Duration::from_millis(3_000),
+        "took {after:?}, more than 3 intervals after the last advert"
+    );
 }
 
 #[test]

@@ -369,10 +369,16 @@ impl Instance {
     }
 
     /// RFC 5798 §6.1 Skew_Time for the current priority and master interval;
-    /// zero for the designated successor at its configured priority (see
-    /// [`Config::designated_successor`]).
+    /// zero for the designated successor at its configured priority once it
+    /// has heard the master it succeeds (see [`Config::designated_successor`]).
+    /// Before that (just started, or out of a fault) it keeps the RFC skew:
+    /// when both start at once the better router, whose skew is shorter,
+    /// must win the first round instead of being preempted back a skew later.
     pub fn skew_time(&self) -> Duration {
-        if self.config.designated_successor && self.priority == self.config.priority {
+        if self.config.designated_successor
+            && self.priority == self.config.priority
+            && self.master.is_some()
+        {
             return Duration::ZERO;
         }
         match self.config.version {
