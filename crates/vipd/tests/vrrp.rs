@@ -254,6 +254,39 @@ fn failover_scenarios(
     }
 }
 
+/// The seed's own topology: one VIP holder. A stop cannot hand the VIP to
+/// a successor (there is none), so it gives it up at once instead of
+/// waiting 3 intervals for an advert that cannot come.
+#[test]
+fn a_lone_holder_gives_the_vip_up_at_once_on_stop() {
+    if !require_root("a_lone_holder_gives_the_vip_up_at_once_on_stop") {
+        return;
+    }
+    let h2 =
+        "[[nodes]]\nname = \"h2\"\nroles = [\"vip\"]\naddress = \"198.18.0.2\"\npriority = 100\n";
+    let text = cluster("multicast", 3, "1s", "");
+    assert!(text.contains(h2), "{text}");
+    let mut lab = Lab::with_hosts(&text.replace(h2, ""), None, 1);
+    lab.start(0);
+    lab.expect_holders(
+        &[0],
+        Duration::from_secs(10),
+        "the lone holder takes the VIP",
+    );
+    lab.signal(0, Signal::SIGTERM);
+    assert!(lab.wait_exit(0), "h1 exits after SIGTERM");
+    assert!(!lab.has_vip(0), "the VIP left with the daemon");
+    let log = lab.log(0);
+    assert!(
+        log.contains("no other VIP holder in the cluster file: giving the VIP up at once"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("no successor advertised"),
+        "it waited:\n{log}"
+    );
+}
+
 #[test]
 fn vrrp_v3_multicast_failover() {
     if !require_root("vrrp_v3_multicast_failover") {

@@ -336,6 +336,12 @@ impl ClusterSpec {
             notify: self.vip.notify.clone(),
             trackers: self.trackers_of(node),
             designated_successor: self.is_designated_successor(node),
+            alone: self.nodes_with(Role::Vip).all(|n| n.name == node.name)
+                && self
+                    .vip
+                    .unicast_peers
+                    .as_ref()
+                    .is_none_or(|peers| peers.is_empty()),
             followers: self.followers(),
             follower_interval: self.follower_interval(),
         }
@@ -532,6 +538,10 @@ pub struct VrrpPlan {
     pub followers: Vec<IpAddr>,
     /// Between two adverts to the followers (after the burst).
     pub follower_interval: Interval,
+    /// No other router can take the VIP over: the file has no other VIP
+    /// holder and `vip.unicast_peers` names none. A stop then gives the VIP
+    /// up at once instead of waiting for a successor's advert.
+    pub alone: bool,
 }
 
 /// A tracker as one node runs it.

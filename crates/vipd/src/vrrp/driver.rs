@@ -77,6 +77,9 @@ pub struct DriverConfig {
     pub announce: AnnounceSettings,
     pub notify: NotifySection,
     pub trackers: Vec<TrackerPlan>,
+    /// No other router can take over (`VrrpPlan::alone`): a stop gives the
+    /// VIP up at once.
+    pub alone: bool,
     pub core: Config,
 }
 
@@ -139,6 +142,7 @@ impl DriverConfig {
             },
             notify: plan.notify.clone(),
             trackers: plan.trackers.clone(),
+            alone: plan.alone,
             core,
         })
     }
@@ -749,7 +753,16 @@ impl Driver {
         if removals.is_empty() {
             return;
         }
+        if self.config.alone {
+            // Make-before-break needs a successor; the file has none.
+            info!("no other VIP holder in the cluster file: giving the VIP up at once");
+            for vip in removals {
+                self.remove_vip(vip).await;
+            }
+            return;
+        }
         let interval = self.config.core.advert_interval();
+        let started = Instant::now();
         let deadline = Instant::now()
             + (interval * 3 + Duration::from_millis(100)).min(Duration::from_secs(4));
         let vrid = self.config.core.vrid;
@@ -789,7 +802,7 @@ impl Driver {
             }
             None => warn!(
                 "no successor advertised within {:?}: giving the VIP up",
-                deadline.saturating_duration_since(Instant::now())
+                started.elapsed()
             ),
         }
         for vip in removals {
