@@ -273,10 +273,17 @@ fn a_lone_holder_gives_the_vip_up_at_once_on_stop() {
         Duration::from_secs(10),
         "the lone holder takes the VIP",
     );
+    let stopped = std::time::Instant::now();
     lab.signal(0, Signal::SIGTERM);
     assert!(lab.wait_exit(0), "h1 exits after SIGTERM");
+    let took = stopped.elapsed();
     assert!(!lab.has_vip(0), "the VIP left with the daemon");
     let log = lab.log(0);
+    // Waiting for a successor would take 3 intervals and 100 ms (3.1 s).
+    assert!(
+        took < Duration::from_secs(1),
+        "exited {took:?} after SIGTERM\n{log}"
+    );
     assert!(
         log.contains("no other VIP holder in the cluster file: giving the VIP up at once"),
         "{log}"
