@@ -2,7 +2,8 @@
 //!
 //! `random_scenarios` runs thousands of seeded scenarios (starts, kills,
 //! graceful shutdowns, partitions and heals, loss bursts, tracker faults and
-//! priority changes). A failure prints its seed; replay it with a trace:
+//! priority changes), a quarter of them in unicast mode. A failure prints
+//! its seed; replay it with a trace:
 //!
 //! ```text
 //! VIPD_SIM_SEED=0x2a cargo test -p vipd-core --test simulation -- --nocapture
@@ -100,6 +101,12 @@ impl Scenario {
                 interval
             };
             sim.add_router(spec, version, interval);
+        }
+        // A quarter of the scenarios run unicast, every router peering with
+        // the others (decided by the seed, not drawn, so the other draws
+        // stay as they were).
+        if seed % 4 == 1 {
+            sim.use_unicast();
         }
         let max_interval = sim
             .routers
@@ -631,4 +638,48 @@ fn dueling_masters_resolve_on_the_first_exchange() {
         "{:?}",
         single - healed
     );
+}
+
+#[test]
+fn unicast_routers_ignore_a_router_missing_from_their_peers() {
+    let three = || {
+        let mut sim = Sim::new(7, LAN, ChecksumMode::Keepalived);
+        for (host, priority) in [(1, 150), (2, 100), (3, 200)] {
+            sim.add_router(spec(host, priority), Version::V3, Centiseconds(100));
+        }
+        sim.use_unicast();
+        sim
+    };
+    // All peers of each other: the highest priority wins.
+    let mut sim = three();
+    (0..3).for_each(|i| sim.start(i));
+    sim.run_until(Timestamp::from_millis(20_000));
+    assert_eq!(sim.masters(), vec![2]);
+
+    // r2 is missing from r0's and r1's peers: they never hear it, elect
+    // r0 among themselves, and r2 (hearing only lower priorities) stays
+    // master on its own.
+    let mut sim = three();
+    let r2 = sim.routers[2].address;
+    for i in 0..2 {
+        let peers = sim.routers[i].config.unicast_peers.as_mut().unwrap();
+        peers.retain(|&a| a != r2);
+    }
+    (0..3).for_each(|i| sim.start(i));
+    sim.run_until(Timestamp::from_millis(20_000));
+    assert_eq!(sim.violation, None);
+    assert_eq!(sim.masters(), vec![0, 2]);
+    let r1_master = sim.routers[1].instance.master().map(|m| m.address);
+    assert_eq!(r1_master, Some(sim.routers[0].address));
+    assert!(
+        sim.routers[0].not_a_peer > 10,
+        "{}",
+        sim.routers[0].not_a_peer
+    );
+    assert!(
+        sim.routers[1].not_a_peer > 10,
+        "{}",
+        sim.routers[1].not_a_peer
+    );
+    assert_eq!(sim.routers[2].not_a_peer, 0);
 }

@@ -24,6 +24,7 @@
 //!  raw socket bytes
 //!        │ Ipv4Header::parse (IPv4) / IPV6_RECVHOPLIMIT (IPv6)
 //!        │ check_ttl                                   ─► drop: ttl_not_255
+//!        │ instance.check_source (unicast peers)       ─► drop: not_a_peer
 //!        ▼
 //!  Advertisement::decode(payload, src, dst, &instance.decode_options())
 //!        │                                              ─► drop: DecodeError::reason()

@@ -87,6 +87,9 @@ pub struct Router {
     /// VIP), fed the adverts it hears.
     pub follower: Option<Follower>,
     pub judge: Judge,
+    /// Adverts dropped as [`Rejected::NotAPeer`]: from a router missing
+    /// from this one's unicast peers.
+    pub not_a_peer: u64,
 }
 
 /// A mesh follower: never sends, routes the VIP to the master it hears.
@@ -241,7 +244,22 @@ impl Sim {
             component: 0,
             follower: None,
             judge: Judge::default(),
+            not_a_peer: 0,
         });
+    }
+
+    /// Puts every router in unicast mode with the others as its peers, as
+    /// the cluster file's holders are. Call before [`Sim::start`].
+    pub fn use_unicast(&mut self) {
+        let addresses: Vec<IpAddr> = self.routers.iter().map(|r| r.address).collect();
+        for router in &mut self.routers {
+            let peers = addresses
+                .iter()
+                .copied()
+                .filter(|&a| a != router.address)
+                .collect();
+            router.config.unicast_peers = Some(peers);
+        }
     }
 
     /// Turns the routers into holders on a mesh with `count` followers at
@@ -503,8 +521,15 @@ impl Sim {
                 "r{to}'s follower rejected an advert from {src}: {e}"
             ));
         }
+        let stranger = self.routers[to]
+            .config
+            .unicast_peers
+            .as_ref()
+            .is_some_and(|peers| !peers.contains(&src));
         match self.routers[to].instance.handle_advert(now, src, &advert) {
-            Ok(_) | Err(Rejected::NotListening { .. }) => {}
+            Ok(_) | Err(Rejected::NotListening { .. }) if !stranger => {}
+            Err(Rejected::NotAPeer) if stranger => self.routers[to].not_a_peer += 1,
+            Ok(_) => self.violate(format!("r{to} heard {src}, not one of its peers")),
             Err(e) => self.violate(format!("r{to} rejected an advert from {src}: {e}")),
         }
         self.drain(to);

@@ -125,6 +125,8 @@ impl DriverConfig {
         // The burst to the followers is the gratuitous-ARP burst of a LAN.
         core.follower_burst = plan.announce.count.max(1);
         core.follower_burst_spacing = plan.announce.interval.get();
+        // In unicast mode only the peers the adverts go to are heard.
+        core.unicast_peers = (plan.mode == VrrpMode::Unicast).then(|| plan.send_to.clone());
         core.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             cluster: node.cluster.clone(),
@@ -366,12 +368,13 @@ impl Driver {
             Err(dropped) => return self.drop_packet(dropped.reason, wall, dropped.detail),
         };
         let (src, dst, payload) = (packet.src, packet.dst, packet.payload);
-        // In unicast mode only the configured peers may speak.
-        if self.config.mode == VrrpMode::Unicast && !self.config.send_to.contains(&src) {
+        // Before decoding, so a stranger's packet counts as not_a_peer
+        // whatever it holds; handle_advert checks it again.
+        if let Err(rejected) = self.instance.check_source(src) {
             return self.drop_packet(
-                "not_a_peer",
+                rejected.reason(),
                 wall,
-                format_args!("from {src}: not a configured unicast peer"),
+                format_args!("from {src}: {rejected}"),
             );
         }
         let advert = match Advertisement::decode(payload, src, dst, &self.instance.decode_options())
