@@ -525,6 +525,65 @@ fn receive_filters_have_distinct_reasons() {
 }
 
 #[test]
+fn unicast_hears_only_the_configured_peers() {
+    let stranger = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9));
+    let unicast = Config {
+        unicast_peers: Some(vec![PEER_HIGH]),
+        ..config(100)
+    };
+    let mut instance = Instance::new(unicast).unwrap();
+    // Checked before the state: a stranger is not a peer even unheard.
+    assert_eq!(
+        instance.handle_advert(ms(0), stranger, &advert(150, 100)),
+        Err(Rejected::NotAPeer)
+    );
+    instance.startup(ms(0));
+    drain(&mut instance);
+    let timer = instance.next_timeout();
+    let err = instance
+        .handle_advert(ms(1), stranger, &advert(150, 100))
+        .unwrap_err();
+    assert_eq!(err, Rejected::NotAPeer);
+    assert_eq!(err.reason(), "not_a_peer");
+    assert_eq!(err.to_string(), "not a configured unicast peer");
+    assert_eq!(instance.check_source(stranger), Err(Rejected::NotAPeer));
+    assert_eq!(instance.master(), None);
+    assert_eq!(instance.next_timeout(), timer, "a stranger reset the timer");
+    // The peer is heard.
+    assert_eq!(instance.check_source(PEER_HIGH), Ok(()));
+    assert_eq!(
+        instance.handle_advert(ms(2), PEER_HIGH, &advert(150, 100)),
+        Ok(Accepted::Clean)
+    );
+    assert_eq!(instance.master().map(|m| m.address), Some(PEER_HIGH));
+
+    // A master does not step down for a stranger's higher priority.
+    let mut master = Instance::new(Config {
+        unicast_peers: Some(vec![PEER_LOW]),
+        ..config(100)
+    })
+    .unwrap();
+    master.startup(ms(0));
+    let due = master.next_timeout().unwrap();
+    master.handle_timeout(due);
+    drain(&mut master);
+    assert_eq!(
+        master.handle_advert(due, PEER_HIGH, &advert(200, 100)),
+        Err(Rejected::NotAPeer)
+    );
+    assert_eq!(master.state(), State::Master);
+    assert!(drain(&mut master).is_empty());
+
+    // Multicast (no peer list): anyone on the segment is heard.
+    let mut multicast = started(100);
+    assert_eq!(multicast.check_source(stranger), Ok(()));
+    assert_eq!(
+        multicast.handle_advert(ms(1), stranger, &advert(150, 100)),
+        Ok(Accepted::Clean)
+    );
+}
+
+#[test]
 fn address_list_mismatch_from_the_owner_is_processed() {
     // RFC 5798 §7.1: mismatch → drop unless the sender is the owner.
     let mut instance = master(100);
@@ -701,6 +760,8 @@ fn drop_reasons_are_distinct_snake_case_labels() {
         }
         .reason(),
         Rejected::AddressListMismatch.reason(),
+        Rejected::NotAHolder.reason(),
+        Rejected::NotAPeer.reason(),
     ];
     let mut unique = reasons.to_vec();
     unique.sort_unstable();

@@ -2,7 +2,9 @@
 //!
 //! `random_scenarios` runs thousands of seeded scenarios (starts, kills,
 //! graceful shutdowns, partitions and heals, loss bursts, tracker faults and
-//! priority changes). A failure prints its seed; replay it with a trace:
+//! priority changes, a tracker lowering the master below a backup, a fault
+//! tracker failing on the master), a quarter of them in unicast mode. A
+//! failure prints its seed; replay it with a trace:
 //!
 //! ```text
 //! VIPD_SIM_SEED=0x2a cargo test -p vipd-core --test simulation -- --nocapture
@@ -100,6 +102,12 @@ impl Scenario {
                 interval
             };
             sim.add_router(spec, version, interval);
+        }
+        // A quarter of the scenarios run unicast, every router peering with
+        // the others (decided by the seed, not drawn, so the other draws
+        // stay as they were).
+        if seed % 4 == 1 {
+            sim.use_unicast();
         }
         let max_interval = sim
             .routers
@@ -265,6 +273,104 @@ impl Scenario {
         Ok(())
     }
 
+    /// A tracker with a negative weight fails on the master and lowers it
+    /// below the best backup: with preemption, that backup takes over
+    /// once its Master_Down_Timer (reset by the master's last advert at its
+    /// old priority) runs out, and the master steps down on its advert.
+    fn tracker_lowers_master(&mut self) -> Result<(), String> {
+        let masters = self.sim.masters();
+        let [master] = masters[..] else {
+            return Ok(());
+        };
+        let component = self.sim.routers[master].component;
+        let backups: Vec<usize> = self
+            .sim
+            .candidates_in(component)
+            .into_iter()
+            .filter(|&i| i != master)
+            .collect();
+        let Some(best) = self.expected_winner(&backups) else {
+            return Ok(());
+        };
+        let best_priority = self.sim.routers[best].instance.priority();
+        // The weight replaces the tracker's former one: counted from the base.
+        let base = self.sim.routers[master].base_priority;
+        let below = i32::from(base) - i32::from(best_priority) + 1;
+        let weight = -(below.max(1) + self.sim.rng.range(0, 20) as i32);
+        self.sim
+            .set_tracker(master, sim::WEIGHT_TRACKER, weight, false);
+        let lowered = self.sim.routers[master].instance.priority();
+        if base == 255 {
+            // The owner keeps 255 whatever the weights (RFC 5798 §6.1).
+            ensure!(lowered == 255, "the owner r{master} lowered to {lowered}");
+            return Ok(());
+        }
+        ensure!(
+            lowered < best_priority || lowered == 1,
+            "r{master} at {lowered} after weight {weight}, best backup at {best_priority}"
+        );
+        if !self.all_preempt || lowered >= best_priority {
+            return Ok(());
+        }
+        let bound = self.master_down(best_priority, master) + self.sim.link.max_delay * 3;
+        let start = self.sim.now;
+        // Of equal-priority backups, the first to time out wins (the other
+        // accepts its advert, §6.4.2): any backup of the best priority.
+        let taken = self.sim.run_until_or(start + bound, |s| {
+            let masters = s.masters();
+            masters.len() == 1
+                && masters[0] != master
+                && s.routers[masters[0]].instance.priority() == best_priority
+        });
+        ensure!(
+            taken.is_some(),
+            "no backup of priority {best_priority} preempted r{master} (lowered to {lowered}) within {bound:?}: masters {:?}",
+            self.sim.masters()
+        );
+        Ok(())
+    }
+
+    /// A weight-0 tracker fails on the master: it sends priority 0 and
+    /// releases the VIP at once; a backup takes over within its Skew_Time
+    /// plus delay, as after a graceful stop.
+    fn fault_tracker_fails_on_master(&mut self) -> Result<(), String> {
+        let masters = self.sim.masters();
+        let [master] = masters[..] else {
+            return Ok(());
+        };
+        let component = self.sim.routers[master].component;
+        let backups: Vec<usize> = self
+            .sim
+            .candidates_in(component)
+            .into_iter()
+            .filter(|&i| i != master)
+            .collect();
+        let Some(best) = self.expected_winner(&backups) else {
+            return Ok(());
+        };
+        self.sim.set_fault(master);
+        ensure!(
+            self.sim.routers[master].instance.state() == State::Fault,
+            "r{master} in {} after its fault tracker failed",
+            self.sim.routers[master].instance.state()
+        );
+        ensure!(
+            !self.sim.routers[master].holds_vip,
+            "r{master} kept the VIP in Fault"
+        );
+        let skew = self.skew(self.sim.routers[best].instance.priority(), master);
+        let bound = skew + self.sim.link.max_delay;
+        let start = self.sim.now;
+        let taken = self
+            .sim
+            .run_until_or(start + bound, |s| !s.masters().is_empty());
+        ensure!(
+            taken.is_some(),
+            "no master within {bound:?} (skew + delay) of r{master}'s fault tracker failing"
+        );
+        Ok(())
+    }
+
     /// Split the live routers in two, let each side elect, heal, and expect
     /// one master again within Master_Down_Interval plus delay.
     fn partition_and_heal(&mut self) -> Result<(), String> {
@@ -349,7 +455,7 @@ impl Scenario {
 
         let events = self.sim.rng.range(3, 8);
         for n in 0..events {
-            let event = self.sim.rng.below(8);
+            let event = self.sim.rng.below(10);
             let live = self.live();
             match event {
                 0 if live.len() > 1 => self.kill_master()?,
@@ -374,12 +480,12 @@ impl Scenario {
                         self.sim.set_fault(i);
                     }
                 }
+                8 if live.len() > 1 => self.tracker_lowers_master()?,
+                9 if live.len() > 1 => self.fault_tracker_fails_on_master()?,
                 _ => {
-                    // Clear every fault: the cluster heals.
+                    // Every tracker healthy again: the cluster heals.
                     for i in live {
-                        if self.sim.routers[i].instance.state() == State::Fault {
-                            self.sim.clear_fault(i);
-                        }
+                        self.sim.heal_trackers(i);
                     }
                 }
             }
@@ -666,4 +772,48 @@ fn dueling_masters_resolve_on_the_first_exchange() {
         "{:?}",
         single - healed
     );
+}
+
+#[test]
+fn unicast_routers_ignore_a_router_missing_from_their_peers() {
+    let three = || {
+        let mut sim = Sim::new(7, LAN, ChecksumMode::Keepalived);
+        for (host, priority) in [(1, 150), (2, 100), (3, 200)] {
+            sim.add_router(spec(host, priority), Version::V3, Centiseconds(100));
+        }
+        sim.use_unicast();
+        sim
+    };
+    // All peers of each other: the highest priority wins.
+    let mut sim = three();
+    (0..3).for_each(|i| sim.start(i));
+    sim.run_until(Timestamp::from_millis(20_000));
+    assert_eq!(sim.masters(), vec![2]);
+
+    // r2 is missing from r0's and r1's peers: they never hear it, elect
+    // r0 among themselves, and r2 (hearing only lower priorities) stays
+    // master on its own.
+    let mut sim = three();
+    let r2 = sim.routers[2].address;
+    for i in 0..2 {
+        let peers = sim.routers[i].config.unicast_peers.as_mut().unwrap();
+        peers.retain(|&a| a != r2);
+    }
+    (0..3).for_each(|i| sim.start(i));
+    sim.run_until(Timestamp::from_millis(20_000));
+    assert_eq!(sim.violation, None);
+    assert_eq!(sim.masters(), vec![0, 2]);
+    let r1_master = sim.routers[1].instance.master().map(|m| m.address);
+    assert_eq!(r1_master, Some(sim.routers[0].address));
+    assert!(
+        sim.routers[0].not_a_peer > 10,
+        "{}",
+        sim.routers[0].not_a_peer
+    );
+    assert!(
+        sim.routers[1].not_a_peer > 10,
+        "{}",
+        sim.routers[1].not_a_peer
+    );
+    assert_eq!(sim.routers[2].not_a_peer, 0);
 }

@@ -58,6 +58,10 @@ pub struct Config {
     /// port still in STP learning, or a host that missed the first round,
     /// catches up without waiting for its cache to expire. `None` disables.
     pub reannounce_after: Option<Duration>,
+    /// Unicast mode: the peers the adverts go to, the only senders heard
+    /// (anyone else's advert is [`super::Rejected::NotAPeer`]). `None` in
+    /// multicast mode, where any sender on the segment is heard.
+    pub unicast_peers: Option<Vec<IpAddr>>,
     /// Mesh followers: nodes that never advertise but route the VIP to the
     /// master they hear ([`super::Follower`]). A master sends each one an
     /// advert at once on becoming master, `follower_burst` of them
@@ -90,6 +94,7 @@ impl Config {
             announce_on_lower_priority: true,
             designated_successor: false,
             reannounce_after: Some(Duration::from_secs(5)),
+            unicast_peers: None,
             followers: Vec::new(),
             follower_interval: Duration::from_millis(500),
             follower_burst: 5,

@@ -232,6 +232,8 @@ pub enum Rejected {
     /// A follower heard an advert from a node the cluster file does not
     /// name as a VIP holder ([`super::Follower`]).
     NotAHolder,
+    /// Unicast mode: the sender is not one of [`Config::unicast_peers`].
+    NotAPeer,
 }
 
 impl Rejected {
@@ -246,6 +248,7 @@ impl Rejected {
             Rejected::AdvertIntervalMismatch { .. } => "advert_interval_mismatch",
             Rejected::AddressListMismatch => "address_list_mismatch",
             Rejected::NotAHolder => "not_a_holder",
+            Rejected::NotAPeer => "not_a_peer",
         }
     }
 }
@@ -265,6 +268,7 @@ impl fmt::Display for Rejected {
                 f.write_str("virtual address list differs from ours (misconfiguration)")
             }
             Rejected::NotAHolder => f.write_str("not a VIP holder of the cluster file"),
+            Rejected::NotAPeer => f.write_str("not a configured unicast peer"),
         }
     }
 }
@@ -499,8 +503,21 @@ impl Instance {
         Ok(accepted)
     }
 
+    /// In unicast mode only the configured peers may speak: a packet from
+    /// anyone else is [`Rejected::NotAPeer`] whatever it holds and whatever
+    /// our state. [`Instance::handle_advert`] checks it first; an IO shell
+    /// may check it before decoding too, so a stranger's packet is counted
+    /// as what it is rather than as a bad checksum or password.
+    pub fn check_source(&self, src: IpAddr) -> Result<(), Rejected> {
+        match &self.config.unicast_peers {
+            Some(peers) if !peers.contains(&src) => Err(Rejected::NotAPeer),
+            _ => Ok(()),
+        }
+    }
+
     /// RFC 5798 §7.1's receive checks that need the configuration.
     fn check_advert(&self, src: IpAddr, advert: &Advertisement) -> Result<Accepted, Rejected> {
+        self.check_source(src)?;
         if matches!(self.state, State::Initialize | State::Fault) {
             return Err(Rejected::NotListening { state: self.state });
         }

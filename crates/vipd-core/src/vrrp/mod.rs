@@ -13,6 +13,8 @@
 //! - [`follower`]: a mesh follower ([`Follower`]): which holder is master,
 //!   from the adverts the holders send it, so the VIP is routed there.
 //! - `receive`: the §7.1 receive checks both share.
+//! - [`track`]: keepalived's tracker weights: the effective priority and
+//!   the fault the trackers and the link give an instance ([`assess`]).
 //! - [`timer`]: caller-supplied time ([`Timestamp`]) and the §6.1 interval
 //!   arithmetic (Skew_Time, Master_Down_Interval).
 //!
@@ -22,13 +24,15 @@
 //!  raw socket bytes
 //!        │ Ipv4Header::parse (IPv4) / IPV6_RECVHOPLIMIT (IPv6)
 //!        │ check_ttl                                   ─► drop: ttl_not_255
+//!        │ instance.check_source (unicast peers)       ─► drop: not_a_peer
 //!        ▼
 //!  Advertisement::decode(payload, src, dst, &instance.decode_options())
 //!        │                                              ─► drop: DecodeError::reason()
 //!        ▼
 //!  instance.handle_advert(now, src, &advert)            ─► drop: Rejected::reason()
 //!  instance.handle_timeout(now)       at instance.next_timeout()
-//!  instance.set_priority / set_fault / clear_fault / startup / shutdown
+//!  track::assess(priority, trackers, link)  → set_priority / set_fault / clear_fault
+//!  instance.startup / shutdown
 //!        │
 //!        ▼
 //!  while let Some(action) = instance.poll_action():
@@ -50,6 +54,7 @@ pub mod instance;
 pub mod packet;
 mod receive;
 pub mod timer;
+pub mod track;
 
 pub use config::{Config, ConfigError};
 pub use follower::{Follower, FollowerAction, FollowerConfig, Route, RouteReason};
@@ -62,3 +67,4 @@ pub use packet::{
     Ipv4HeaderError, TtlNot255, Version, VersionFields, check_ttl,
 };
 pub use timer::{Centiseconds, Timestamp};
+pub use track::{Assessment, TrackerState, assess};

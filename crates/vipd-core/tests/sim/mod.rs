@@ -5,7 +5,8 @@
 //! delivered to every other router in the same partition component after a
 //! random delay, unless lost. Routers can be killed (stop dead, no priority
 //! 0, the VIP stays on the dead box), shut down gracefully, restarted,
-//! faulted and re-prioritised.
+//! faulted and re-prioritised; faults and priorities go through trackers
+//! and keepalived's weights ([`assess`]), as in the daemon.
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
@@ -17,8 +18,8 @@ use std::time::Duration;
 
 use vipd_core::vrrp::packet::{MULTICAST_V4, MULTICAST_V6, PROTOCOL};
 use vipd_core::vrrp::{
-    Action, Advertisement, Centiseconds, ChecksumMode, Config, FaultReason, Follower,
-    FollowerConfig, Instance, Ipv4Header, Rejected, Route, State, Timestamp, Version, check_ttl,
+    Action, Advertisement, Centiseconds, ChecksumMode, Config, Follower, FollowerConfig, Instance,
+    Ipv4Header, Rejected, Route, State, Timestamp, TrackerState, Version, assess, check_ttl,
 };
 
 /// SplitMix64: tiny, fast, and good enough to drive scenarios.
@@ -87,7 +88,29 @@ pub struct Router {
     /// VIP), fed the adverts it hears.
     pub follower: Option<Follower>,
     pub judge: Judge,
+    /// Adverts dropped as [`Rejected::NotAPeer`]: from a router missing
+    /// from this one's unicast peers.
+    pub not_a_peer: u64,
+    /// The priority the tracker weights start from: the configured one,
+    /// or the one a scenario re-prioritised the router to.
+    pub base_priority: u8,
+    /// [`FAULT_TRACKER`] and [`WEIGHT_TRACKER`]; they outlive restarts (a
+    /// daemon restart does not heal what a tracker checks).
+    pub trackers: Vec<Tracker>,
 }
+
+/// One tracker of a router: a health check with keepalived's weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracker {
+    pub name: &'static str,
+    pub weight: i32,
+    pub healthy: bool,
+}
+
+/// Index of the weight-0 tracker [`Sim::set_fault`] fails.
+pub const FAULT_TRACKER: usize = 0;
+/// Index of the tracker a scenario gives a weight to.
+pub const WEIGHT_TRACKER: usize = 1;
 
 /// A mesh follower: never sends, routes the VIP to the master it hears.
 #[derive(Debug)]
@@ -241,7 +264,35 @@ impl Sim {
             component: 0,
             follower: None,
             judge: Judge::default(),
+            not_a_peer: 0,
+            base_priority: spec.priority,
+            trackers: vec![
+                Tracker {
+                    name: "proxy",
+                    weight: 0,
+                    healthy: true,
+                },
+                Tracker {
+                    name: "apiserver",
+                    weight: 0,
+                    healthy: true,
+                },
+            ],
         });
+    }
+
+    /// Puts every router in unicast mode with the others as its peers, as
+    /// the cluster file's holders are. Call before [`Sim::start`].
+    pub fn use_unicast(&mut self) {
+        let addresses: Vec<IpAddr> = self.routers.iter().map(|r| r.address).collect();
+        for router in &mut self.routers {
+            let peers = addresses
+                .iter()
+                .copied()
+                .filter(|&a| a != router.address)
+                .collect();
+            router.config.unicast_peers = Some(peers);
+        }
     }
 
     /// Turns the routers into holders on a mesh with `count` followers at
@@ -306,6 +357,8 @@ impl Sim {
         // A reboot clears the interface; a daemon restart would delete
         // leftover VIPs at startup.
         router.holds_vip = false;
+        // As the driver does: the trackers are judged before startup.
+        self.reassess(i);
         let now = self.now;
         self.routers[i].instance.startup(now);
         self.log(|| format!("r{i} start"));
@@ -327,25 +380,67 @@ impl Sim {
         self.routers[i].alive = false;
     }
 
+    /// Re-prioritises router `i`: the new base of its tracker weights.
     pub fn set_priority(&mut self, i: usize, priority: u8) {
-        let now = self.now;
-        self.routers[i].instance.set_priority(now, priority);
+        self.routers[i].base_priority = priority;
         self.log(|| format!("r{i} priority {priority}"));
-        self.drain(i);
+        self.reassess(i);
     }
 
+    /// Fails router `i`'s weight-0 tracker: it goes to Fault.
     pub fn set_fault(&mut self, i: usize) {
-        let now = self.now;
-        let reason = FaultReason::Tracker("sim".into());
-        self.routers[i].instance.set_fault(now, reason);
         self.log(|| format!("r{i} fault"));
-        self.drain(i);
+        self.set_tracker(i, FAULT_TRACKER, 0, false);
     }
 
+    /// Heals router `i`'s weight-0 tracker.
     pub fn clear_fault(&mut self, i: usize) {
-        let now = self.now;
-        self.routers[i].instance.clear_fault(now);
         self.log(|| format!("r{i} fault cleared"));
+        self.set_tracker(i, FAULT_TRACKER, 0, true);
+    }
+
+    /// Sets tracker `t` of router `i` to `weight` and `healthy`, and hands
+    /// the instance what changed.
+    pub fn set_tracker(&mut self, i: usize, t: usize, weight: i32, healthy: bool) {
+        let tracker = &mut self.routers[i].trackers[t];
+        tracker.weight = weight;
+        tracker.healthy = healthy;
+        self.log(|| format!("r{i} tracker {t} weight {weight} healthy {healthy}"));
+        self.reassess(i);
+    }
+
+    /// Heals every tracker of router `i`.
+    pub fn heal_trackers(&mut self, i: usize) {
+        for tracker in &mut self.routers[i].trackers {
+            tracker.healthy = true;
+        }
+        self.log(|| format!("r{i} trackers healed"));
+        self.reassess(i);
+    }
+
+    /// The driver's reassess: keepalived's weights over the trackers (the
+    /// link is always up here), the changes handed to the instance.
+    fn reassess(&mut self, i: usize) {
+        let now = self.now;
+        let router = &mut self.routers[i];
+        let trackers: Vec<TrackerState<'_>> = router
+            .trackers
+            .iter()
+            .map(|t| TrackerState {
+                name: t.name,
+                weight: t.weight,
+                healthy: t.healthy,
+            })
+            .collect();
+        let assessment = assess(router.base_priority, &trackers, true);
+        if assessment.priority != router.instance.priority() {
+            router.instance.set_priority(now, assessment.priority);
+        }
+        match (router.instance.fault().is_some(), assessment.fault) {
+            (false, Some(reason)) => router.instance.set_fault(now, reason),
+            (true, None) => router.instance.clear_fault(now),
+            _ => {}
+        }
         self.drain(i);
     }
 
@@ -503,8 +598,15 @@ impl Sim {
                 "r{to}'s follower rejected an advert from {src}: {e}"
             ));
         }
+        let stranger = self.routers[to]
+            .config
+            .unicast_peers
+            .as_ref()
+            .is_some_and(|peers| !peers.contains(&src));
         match self.routers[to].instance.handle_advert(now, src, &advert) {
-            Ok(_) | Err(Rejected::NotListening { .. }) => {}
+            Ok(_) | Err(Rejected::NotListening { .. }) if !stranger => {}
+            Err(Rejected::NotAPeer) if stranger => self.routers[to].not_a_peer += 1,
+            Ok(_) => self.violate(format!("r{to} heard {src}, not one of its peers")),
             Err(e) => self.violate(format!("r{to} rejected an advert from {src}: {e}")),
         }
         self.drain(to);

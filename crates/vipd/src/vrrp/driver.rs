@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use vipd_core::vrrp::announce::{MacAddr, NaFlags, gratuitous_arp, unsolicited_na_frame};
 use vipd_core::vrrp::{
-    Accepted, Action, Advertisement, Auth, Centiseconds, ChecksumMode, Config, FaultReason,
-    Instance, Ipv4Header, State, Timestamp, Version,
+    Accepted, Action, Advertisement, Assessment, Auth, Centiseconds, ChecksumMode, Config,
+    FaultReason, Instance, Ipv4Header, State, Timestamp, TrackerState, Version, assess,
 };
 
 use super::counters::DropCounters;
@@ -128,6 +128,8 @@ impl DriverConfig {
         // The burst to the followers is the gratuitous-ARP burst of a LAN.
         core.follower_burst = plan.announce.count.max(1);
         core.follower_burst_spacing = plan.announce.interval.get();
+        // In unicast mode only the peers the adverts go to are heard.
+        core.unicast_peers = (plan.mode == VrrpMode::Unicast).then(|| plan.send_to.clone());
         core.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             cluster: node.cluster.clone(),
@@ -370,12 +372,13 @@ impl Driver {
             Err(dropped) => return self.drop_packet(dropped.reason, wall, dropped.detail),
         };
         let (src, dst, payload) = (packet.src, packet.dst, packet.payload);
-        // In unicast mode only the configured peers may speak.
-        if self.config.mode == VrrpMode::Unicast && !self.config.send_to.contains(&src) {
+        // Before decoding, so a stranger's packet counts as not_a_peer
+        // whatever it holds; handle_advert checks it again.
+        if let Err(rejected) = self.instance.check_source(src) {
             return self.drop_packet(
-                "not_a_peer",
+                rejected.reason(),
                 wall,
-                format_args!("from {src}: not a configured unicast peer"),
+                format_args!("from {src}: {rejected}"),
             );
         }
         let advert = match Advertisement::decode(payload, src, dst, &self.instance.decode_options())
@@ -459,53 +462,41 @@ impl Driver {
     }
 
     /// Derives the priority and the fault from the link and the trackers
-    /// (keepalived's weights: 0 faults, negative lowers on failure, positive
-    /// raises on success) and hands the instance what changed.
+    /// ([`vipd_core::vrrp::track`]: keepalived's weights) and hands the
+    /// instance what changed.
     fn reassess(&mut self, now: Timestamp) {
         let base = self.config.core.priority;
-        let mut priority = i32::from(base);
-        let mut failing_fault_tracker = None;
-        let mut why = Vec::new();
-        for (tracker, health) in self.config.trackers.iter().zip(&self.tracker_health) {
-            match (tracker.weight, health) {
-                (0, Health::Down) => {
-                    failing_fault_tracker.get_or_insert_with(|| tracker_name(tracker));
-                }
-                (weight, Health::Down) if weight < 0 => {
-                    priority += weight;
-                    why.push(format!("{} down ({weight})", tracker_name(tracker)));
-                }
-                (weight, Health::Up) if weight > 0 => {
-                    priority += weight;
-                    why.push(format!("{} up (+{weight})", tracker_name(tracker)));
-                }
-                _ => {}
-            }
-        }
-        // The owner keeps 255; everyone else stays a valid backup priority.
-        let priority = if base == 255 {
-            255
-        } else {
-            priority.clamp(1, 254) as u8
-        };
+        let names: Vec<String> = self.config.trackers.iter().map(tracker_name).collect();
+        let trackers: Vec<TrackerState<'_>> = self
+            .config
+            .trackers
+            .iter()
+            .zip(&self.tracker_health)
+            .zip(&names)
+            .map(|((tracker, health), name)| TrackerState {
+                name,
+                weight: tracker.weight,
+                healthy: *health == Health::Up,
+            })
+            .collect();
+        let Assessment {
+            priority,
+            fault,
+            reasons,
+        } = assess(base, &trackers, self.link.usable());
         if priority != self.applied_priority {
-            info!(priority, base, because = %why.join(", "), "effective priority changed");
+            info!(priority, base, because = %reasons.join(", "), "effective priority changed");
             self.instance.set_priority(now, priority);
             self.applied_priority = priority;
         }
         {
             let mut status = self.status.lock();
             status.effective_priority = priority;
-            status.priority_reasons = why;
+            status.priority_reasons = reasons;
             for (entry, health) in status.trackers.iter_mut().zip(&self.tracker_health) {
                 entry.healthy = *health == Health::Up;
             }
         }
-        let fault = if !self.link.usable() {
-            Some(FaultReason::InterfaceDown)
-        } else {
-            failing_fault_tracker.map(FaultReason::Tracker)
-        };
         match (&self.applied_fault, &fault) {
             (None, Some(reason)) => self.instance.set_fault(now, reason.clone()),
             (Some(_), None) => self.instance.clear_fault(now),
