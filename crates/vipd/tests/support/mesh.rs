@@ -59,6 +59,14 @@ impl NodeSpec {
         }
     }
 
+    /// A VIP holder that runs no vipd (keepalived, say, started by the test).
+    pub const fn foreign_holder(name: &'static str, host: u8, priority: u8) -> Self {
+        Self {
+            runs_vipd: false,
+            ..Self::holder(name, host, priority)
+        }
+    }
+
     /// A plane that runs vipd.
     pub const fn plane(name: &'static str, host: u8) -> Self {
         Self {
@@ -324,6 +332,22 @@ impl Mesh {
     pub fn start_vipd(&mut self, name: &str) {
         let index = self.index(name);
         self.start(index);
+    }
+
+    /// Starts `command` (made with [`Node::command`]); it is killed with
+    /// the mesh.
+    pub fn spawn(&mut self, command: Command) -> u32 {
+        self.topo.spawn(command).unwrap()
+    }
+
+    /// Sends `signal` to a process [`Mesh::spawn`] started.
+    pub fn signal(&mut self, pid: u32, signal: Signal) {
+        self.topo.signal(pid, signal).unwrap();
+    }
+
+    /// A scratch directory the mesh removes with itself.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The cluster file and the secrets file the nodes share.
