@@ -26,6 +26,7 @@
 //! keeps it in the foreground, where its pid is the one to kill.
 
 use std::io;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -129,9 +130,15 @@ pub fn render(
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    // The private key is in it: 0600 before it is written.
     let plain = dir.join(format!("{node}.wg"));
-    crate::lab::state::write_atomic(&plain, &out.stdout)?;
-    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&plain)?;
+    std::io::Write::write_all(&mut file, &out.stdout)?;
     Ok(plain)
 }
 

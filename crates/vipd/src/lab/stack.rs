@@ -33,30 +33,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 
 use super::mesh;
+pub use super::state::Stack;
 use super::state::{LabState, NodeState};
 use super::topology::Network;
-
-/// Which software runs the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Stack {
-    /// vipd on every holder and plane.
-    Vipd,
-    /// keepalived + HAProxy (+ a static DNAT table), configured by `vipd render`.
-    Classic,
-}
-
-impl Stack {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stack::Vipd => "vipd",
-            Stack::Classic => "classic",
-        }
-    }
-}
 
 /// Children this process started, kept to reap them (no zombies in a long drill).
 static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());

@@ -19,19 +19,77 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use super::stack::Stack;
-use super::topology::Network;
 
 /// The default state directory.
 pub const DEFAULT_DIR: &str = "/run/vipd-lab";
 /// Prefix of every lab namespace (the test helpers use `vt`, and never
 /// reap a lab's namespaces).
 pub const NS_PREFIX: &str = "vl";
+
+/// Where the cluster's addresses live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// On the bridge: the VIP on `eth0`, VRRP multicast.
+    #[default]
+    Lan,
+    /// On a WireGuard mesh over the bridge: the VIP on `wg99`.
+    Wireguard,
+}
+
+impl Network {
+    /// The third octet's network: 198.18.0.0/24 on the LAN, 198.19.0.0/24 on the mesh.
+    fn octets(self) -> [u8; 3] {
+        match self {
+            Network::Lan => [198, 18, 0],
+            Network::Wireguard => [198, 19, 0],
+        }
+    }
+
+    /// The cluster's address `host` (198.18.0.host or 198.19.0.host).
+    pub fn address(self, host: u8) -> Ipv4Addr {
+        let [a, b, c] = self.octets();
+        Ipv4Addr::new(a, b, c, host)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Lan => "lan",
+            Network::Wireguard => "wireguard",
+        }
+    }
+
+    /// For progress lines: where the cluster is.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Network::Lan => "on the bridge",
+            Network::Wireguard => "on a WireGuard mesh",
+        }
+    }
+}
+
+/// Which software runs the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stack {
+    /// vipd on every holder and plane.
+    Vipd,
+    /// keepalived + HAProxy (+ a static DNAT table), configured by `vipd render`.
+    Classic,
+}
+
+impl Stack {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stack::Vipd => "vipd",
+            Stack::Classic => "classic",
+        }
+    }
+}
 
 /// Where the lab is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,11 +24,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::spec::Datapath;
 use crate::lab::mesh::{self, NodeKeys};
 use crate::lab::netns::{Netns, Topology};
+pub use crate::lab::state::Network;
 use crate::lab::state::NodeState;
 
 /// examples/lab.toml, the template.
@@ -38,48 +37,6 @@ pub const TEMPLATE: &str = include_str!("../../../../examples/lab.toml");
 pub const MAX_PER_ROLE: u8 = 9;
 /// How many extra source addresses the load client uses.
 pub const CLIENT_SOURCES: u8 = 16;
-
-/// Where the cluster's addresses live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// On the bridge: the VIP on `eth0`, VRRP multicast.
-    #[default]
-    Lan,
-    /// On a WireGuard mesh over the bridge: the VIP on `wg99`.
-    Wireguard,
-}
-
-impl Network {
-    /// The third octet's network: 198.18.0.0/24 on the LAN, 198.19.0.0/24 on the mesh.
-    fn octets(self) -> [u8; 3] {
-        match self {
-            Network::Lan => [198, 18, 0],
-            Network::Wireguard => [198, 19, 0],
-        }
-    }
-
-    /// The cluster's address `host` (198.18.0.host or 198.19.0.host).
-    pub fn address(self, host: u8) -> Ipv4Addr {
-        let [a, b, c] = self.octets();
-        Ipv4Addr::new(a, b, c, host)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Network::Lan => "lan",
-            Network::Wireguard => "wireguard",
-        }
-    }
-
-    /// For progress lines: where the cluster is.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Network::Lan => "on the bridge",
-            Network::Wireguard => "on a WireGuard mesh",
-        }
-    }
-}
 
 /// How many nodes of each role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
