@@ -188,8 +188,8 @@ fn secrets_are_shown_by_name_never_by_value() {
             "YKBhDjr7INFl0E/V79OAP2WsEnlOGP6FmPv6Bj/tiDo=",
         ),
     ] {
-        let private = vipd::render::wireguard::generate_private_key().unwrap();
-        let derived = vipd::render::wireguard::public_key(&private).unwrap();
+        let private = vipd::config::keys::generate_private_key().unwrap();
+        let derived = vipd::config::keys::public_key(&private).unwrap();
         assert!(text.contains(public));
         text = text.replace(public, &derived);
         secrets.push_str(&format!("{name} = \"{private}\"\n"));

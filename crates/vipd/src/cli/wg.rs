@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::render::wireguard;
+use crate::config::keys;
 
 #[derive(Debug, Subcommand)]
 pub enum WgCommand {
@@ -21,7 +21,7 @@ pub enum WgCommand {
 
 pub fn run(command: &WgCommand) -> ExitCode {
     let line = match command {
-        WgCommand::Genkey => match wireguard::generate_private_key() {
+        WgCommand::Genkey => match keys::generate_private_key() {
             Ok(key) => key,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -35,7 +35,7 @@ pub fn run(command: &WgCommand) -> ExitCode {
                 eprintln!("error: cannot read the private key from stdin: {e}");
                 return ExitCode::FAILURE;
             }
-            match wireguard::public_key(&input) {
+            match keys::public_key(&input) {
                 Ok(key) => key,
                 Err(e) => {
                     eprintln!(

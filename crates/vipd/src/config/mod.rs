@@ -10,6 +10,7 @@
 //! ```
 
 pub mod diag;
+pub mod keys;
 pub mod parse;
 pub mod resolve;
 pub mod rules;

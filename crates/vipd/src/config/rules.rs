@@ -1338,7 +1338,7 @@ fn wireguard(ctx: &Context<'_>, out: &mut Vec<Diagnostic>) {
             key_ok,
         ) && let Some(value) = secrets.get(name)
         {
-            match crate::render::wireguard::public_key(value.expose()) {
+            match super::keys::public_key(value.expose()) {
                 Err(_) => out.push(
                     Diagnostic::error(
                         "wireguard-private-key",

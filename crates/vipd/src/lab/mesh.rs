@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
+use crate::config::keys::{KeyError, generate_private_key, public_key};
 use crate::mesh::wireguard::AllowedIps;
-use crate::render::wireguard::{KeyError, generate_private_key, public_key};
 
 /// The WireGuard interface of every lab node.
 pub const INTERFACE: &str = "wg99";
