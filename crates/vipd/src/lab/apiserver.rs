@@ -239,3 +239,64 @@ impl Drop for InNamespace {
         self.kill();
     }
 }
+
+/// The stand-in as a process of its own (`vipd lab apiserver`, which
+/// `vipd lab up` starts in each plane's namespace): HTTPS on `listen` with
+/// `cert` and `key` (PEM), named `name`, until SIGTERM or SIGINT; SIGUSR1
+/// makes it unhealthy, SIGUSR2 healthy again.
+pub fn run(
+    listen: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    name: &str,
+) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    use super::lifecycle::progress;
+
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let server = StandIn::serve_named(listener, Arc::new(tls), Some(name.to_owned()))
+            .map_err(|e| e.to_string())?;
+        let (Ok(mut usr1), Ok(mut usr2), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::user_defined2()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return Err("cannot install signal handlers".to_owned());
+        };
+        progress(&format!("stand-in apiserver {name} on https://{listen}"));
+        loop {
+            tokio::select! {
+                _ = usr1.recv() => { server.set(Behaviour::Unhealthy); progress("unhealthy (SIGUSR1)"); }
+                _ = usr2.recv() => { server.set(Behaviour::Healthy); progress("healthy (SIGUSR2)"); }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        progress("stopping");
+        Ok(())
+    })
+}

@@ -4,16 +4,19 @@
 //!   inside them) that always take themselves down again;
 //! - [`pki`]: a throw-away CA and apiserver certificates;
 //! - [`apiserver`]: a stand-in kube-apiserver whose health can be switched;
-//! - `vipd lab` ([`crate::cli`]'s lab.rs) builds on: [`topology`] (the
-//!   cluster file and the network from counts), [`state`] (the state
-//!   directory shared by `up`, `drill`, `status` and `down`), [`stack`] (the
-//!   per-node processes of the vipd or the classic stack), [`client`] (the
-//!   load client and the VIP watch), [`drill`] (the scenarios) and
-//!   [`report`] (table, JSON, SVG).
+//! - `vipd lab`: [`lifecycle`] (`up`, `drill`, `status`, `down`; the
+//!   command line in [`crate::cli`]'s lab.rs only parses and prints) builds
+//!   on [`topology`] (the cluster file and the network from counts, on the
+//!   bridge or on a WireGuard mesh), [`mesh`] (a node's WireGuard), [`state`]
+//!   (the state directory shared by the steps), [`stack`] (the per-node
+//!   processes of the vipd or the classic stack), [`client`] (the load
+//!   client and the VIP watch), [`drill`] (the scenarios) and [`report`]
+//!   (table, JSON, SVG).
 
 pub mod apiserver;
 pub mod client;
 pub mod drill;
+pub mod lifecycle;
 pub mod mesh;
 pub mod netns;
 pub mod pki;
