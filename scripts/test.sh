@@ -23,18 +23,42 @@ log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
-# A short fuzz run of the VRRP decoders: whatever reaches the socket must
-# never panic (fuzz/fuzz_targets). 20 s is some 20 million inputs here.
+# Short fuzz runs of every parser that reads what others wrote
+# (fuzz/fuzz_targets): VRRP packets, ctnetlink messages, the Ansible
+# inventory, variables and vault files, the cluster file, the control
+# socket's answers. Whatever the input: no panic, no hang (-timeout), no
+# runaway memory (-rss_limit_mb). Each starts from its seeds (fuzz/seeds/,
+# the repository's fixtures) and runs 10 s; the build takes the longest
+# (16 codegen units: a faster build for somewhat slower runs).
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   log "installing cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
 fi
-log "cargo fuzz: vrrp_decode for 20 s"
+fuzz_seeds() {
+  case "$1" in
+    ansible_vars) echo seeds/ansible_vars ../crates/vipd/tests/fixtures/seed-ansible/group_vars ;;
+    cluster_check) echo ../examples ../crates/vipd/tests/fixtures/check ;;
+    vrrp_decode) ;;
+    *) echo "seeds/$1" ;;
+  esac
+}
 fuzz_log=$(mktemp)
-if ! (cd fuzz && cargo fuzz run vrrp_decode --sanitizer none -- -max_total_time=20 >"$fuzz_log" 2>&1); then
+log "cargo fuzz: build"
+if ! (cd fuzz && cargo fuzz build --sanitizer none --codegen-units 16 >"$fuzz_log" 2>&1); then
   cat "$fuzz_log"; rm -f "$fuzz_log"; exit 1
 fi
-grep -E '^Done|DONE' "$fuzz_log" | tail -n 1; rm -f "$fuzz_log"
+for target in vrrp_decode conntrack_parse control_response inventory ansible_vars ansible_vault cluster_check; do
+  log "cargo fuzz: $target for 10 s"
+  mkdir -p "fuzz/corpus/$target"
+  # shellcheck disable=SC2046 # the seed directories are one word each
+  if ! (cd fuzz && cargo fuzz run "$target" --sanitizer none --codegen-units 16 \
+    "corpus/$target" $(fuzz_seeds "$target") \
+    -- -max_total_time=10 -timeout=5 -rss_limit_mb=2048 >"$fuzz_log" 2>&1); then
+    cat "$fuzz_log"; rm -f "$fuzz_log"; exit 1
+  fi
+  echo "$target: $(grep -E 'DONE' "$fuzz_log" | tail -n 1)"
+done
+rm -f "$fuzz_log"
 
 log "cargo test"
 cargo test --workspace --locked

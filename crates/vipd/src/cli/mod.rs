@@ -8,7 +8,7 @@ mod lab;
 mod render;
 mod run;
 mod show;
-mod status;
+pub mod status;
 mod vault;
 mod verify;
 mod wg;
