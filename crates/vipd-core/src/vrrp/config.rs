@@ -117,7 +117,7 @@ impl Config {
     /// router on the wire, or `None`: what [`super::Instance::reconfigure`]
     /// cannot change in place.
     pub fn identity_change(&self, new: &Config) -> Option<&'static str> {
-        let owner = |c: &Config| c.priority == super::instance::PRIORITY_OWNER;
+        let owner = |c: &Config| c.priority == super::packet::PRIORITY_OWNER;
         [
             ("vrid", self.vrid != new.vrid),
             ("version", self.version != new.version),

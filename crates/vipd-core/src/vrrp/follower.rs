@@ -44,9 +44,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::instance::{PRIORITY_STOP, Rejected};
-use super::packet::{Advertisement, DecodeOptions, Version};
+use super::packet::{Advertisement, DecodeOptions, PRIORITY_STOP, Version};
 use super::receive::Receiver;
+use super::receive::Rejected;
 use super::timer::{Timestamp, master_down_interval, skew_time_v3};
 
 /// What a follower is configured with, from the cluster file.

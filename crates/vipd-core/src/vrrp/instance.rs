@@ -22,56 +22,12 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::config::{Config, ConfigError};
-use super::packet::{Advertisement, DecodeOptions, Version, VersionFields};
-use super::receive::Receiver;
+use super::packet::{
+    Advertisement, DecodeOptions, PRIORITY_OWNER, PRIORITY_STOP, Version, VersionFields,
+};
+use super::receive::{Accepted, Receiver, Rejected};
+use super::state::{FaultReason, State};
 use super::timer::{Centiseconds, Timestamp, master_down_interval, skew_time_v2, skew_time_v3};
-
-/// RFC 5798 §5.2.4: the priority a master sends when it stops.
-pub const PRIORITY_STOP: u8 = 0;
-/// RFC 5798 §5.2.4: the priority of the virtual addresses' owner.
-pub const PRIORITY_OWNER: u8 = 255;
-
-/// RFC 5798 §6.4, plus Fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    /// §6.4.1: not started, or shut down.
-    Initialize,
-    /// §6.4.2: watching the master, ready to take over.
-    Backup,
-    /// §6.4.3: holding the virtual addresses and advertising.
-    Master,
-    /// Not an RFC state: unable or unfit to serve (see [`FaultReason`]).
-    Fault,
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Initialize => "initialize",
-            State::Backup => "backup",
-            State::Master => "master",
-            State::Fault => "fault",
-        })
-    }
-}
-
-/// Why an instance is in Fault.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FaultReason {
-    /// The interface lost its link or was set down.
-    InterfaceDown,
-    /// A tracker (health check, tracked interface) reported a fault.
-    Tracker(String),
-}
-
-impl fmt::Display for FaultReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FaultReason::InterfaceDown => f.write_str("interface down"),
-            FaultReason::Tracker(name) => write!(f, "tracker {name} failed"),
-        }
-    }
-}
 
 /// Why the state changed, for logs and events.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -196,81 +152,6 @@ pub struct MasterInfo {
     pub address: IpAddr,
     pub priority: u8,
     pub advert_interval: Duration,
-}
-
-/// An advertisement the instance processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accepted {
-    Clean,
-    /// RFC 5798 §7.1: the address list differs from ours, but the sender is
-    /// the address owner (priority 255), so it was processed anyway. The
-    /// configurations disagree: log it.
-    AddressListMismatchFromOwner,
-}
-
-/// An advertisement the instance dropped, by RFC 5798 §7.1's receive checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejected {
-    /// In Initialize or Fault: nobody is listening.
-    NotListening { state: State },
-    /// §7.1: the VRID is not the one configured.
-    WrongVrid { received: u8 },
-    /// §7.1: the version is not the one configured.
-    WrongVersion { received: Version },
-    /// The advert's family differs from the instance's (another instance
-    /// with the same VRID in the other family owns it).
-    WrongAddressFamily,
-    /// Our own advert looped back (multicast loop, or a unicast peer list
-    /// naming ourselves).
-    OwnAdvert,
-    /// RFC 3768 §7.1 (VRRPv2 only): the interval differs from the configured
-    /// one. VRRPv3 learns the master's interval instead.
-    AdvertIntervalMismatch { received: Duration },
-    /// RFC 5798 §7.1: the address list differs and the sender is not the
-    /// owner, so the packet MUST be dropped.
-    AddressListMismatch,
-    /// A follower heard an advert from a node the cluster file does not
-    /// name as a VIP holder ([`super::Follower`]).
-    NotAHolder,
-    /// Unicast mode: the sender is not one of [`Config::unicast_peers`].
-    NotAPeer,
-}
-
-impl Rejected {
-    /// A stable snake_case name for counters and logs.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Rejected::NotListening { .. } => "not_listening",
-            Rejected::WrongVrid { .. } => "wrong_vrid",
-            Rejected::WrongVersion { .. } => "wrong_version",
-            Rejected::WrongAddressFamily => "wrong_address_family",
-            Rejected::OwnAdvert => "own_advert",
-            Rejected::AdvertIntervalMismatch { .. } => "advert_interval_mismatch",
-            Rejected::AddressListMismatch => "address_list_mismatch",
-            Rejected::NotAHolder => "not_a_holder",
-            Rejected::NotAPeer => "not_a_peer",
-        }
-    }
-}
-
-impl fmt::Display for Rejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejected::NotListening { state } => write!(f, "advert ignored in state {state}"),
-            Rejected::WrongVrid { received } => write!(f, "advert for VRID {received}"),
-            Rejected::WrongVersion { received } => write!(f, "{received} advert"),
-            Rejected::WrongAddressFamily => f.write_str("advert of the other address family"),
-            Rejected::OwnAdvert => f.write_str("own advert looped back"),
-            Rejected::AdvertIntervalMismatch { received } => {
-                write!(f, "advert interval {received:?} differs from ours")
-            }
-            Rejected::AddressListMismatch => {
-                f.write_str("virtual address list differs from ours (misconfiguration)")
-            }
-            Rejected::NotAHolder => f.write_str("not a VIP holder of the cluster file"),
-            Rejected::NotAPeer => f.write_str("not a configured unicast peer"),
-        }
-    }
 }
 
 /// What the running Master_Down_Timer means, so its expiry can be logged

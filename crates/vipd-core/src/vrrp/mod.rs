@@ -5,14 +5,19 @@
 //! - [`packet`]: the advertisement codec. [`Advertisement::decode`] /
 //!   [`Advertisement::encode`], the checksum conventions ([`ChecksumMode`]),
 //!   the IPv4 header of raw sockets ([`Ipv4Header`]) and the TTL rule
-//!   ([`check_ttl`]). Every drop has a typed error with a stable `reason()`.
+//!   ([`check_ttl`]), the priority field's special values
+//!   ([`PRIORITY_STOP`], [`PRIORITY_OWNER`]). Every drop has a typed error
+//!   with a stable `reason()`.
 //! - [`announce`]: gratuitous ARP and unsolicited Neighbor Advertisement
 //!   frames, virtual MAC addresses.
 //! - [`config`]: what one virtual router is configured with ([`Config`]).
 //! - [`instance`]: the RFC 5798 §6.4 state machine ([`Instance`]).
 //! - [`follower`]: a mesh follower ([`Follower`]): which holder is master,
 //!   from the adverts the holders send it, so the VIP is routed there.
-//! - `receive`: the §7.1 receive checks both share.
+//! - `receive`: the §7.1 receive checks both share, and their verdicts
+//!   ([`Accepted`], [`Rejected`]).
+//! - [`state`]: the states an instance is in ([`State`]) and why it
+//!   faults ([`FaultReason`]).
 //! - [`track`]: keepalived's tracker weights: the effective priority and
 //!   the fault the trackers and the link give an instance ([`assess`]).
 //! - [`timer`]: caller-supplied time ([`Timestamp`]) and the §6.1 interval
@@ -53,18 +58,18 @@ pub mod follower;
 pub mod instance;
 pub mod packet;
 mod receive;
+pub mod state;
 pub mod timer;
 pub mod track;
 
 pub use config::{Config, ConfigError};
 pub use follower::{Follower, FollowerAction, FollowerConfig, Route, RouteReason};
-pub use instance::{
-    Accepted, Action, FaultReason, Instance, MasterInfo, PRIORITY_OWNER, PRIORITY_STOP, Reason,
-    ReconfigureError, Rejected, State,
-};
+pub use instance::{Action, Instance, MasterInfo, Reason, ReconfigureError};
 pub use packet::{
     Advertisement, Auth, ChecksumMode, DecodeError, DecodeOptions, EncodeError, Ipv4Header,
-    Ipv4HeaderError, TtlNot255, Version, VersionFields, check_ttl,
+    Ipv4HeaderError, PRIORITY_OWNER, PRIORITY_STOP, TtlNot255, Version, VersionFields, check_ttl,
 };
+pub use receive::{Accepted, Rejected};
+pub use state::{FaultReason, State};
 pub use timer::{Centiseconds, Timestamp};
 pub use track::{Assessment, TrackerState, assess};

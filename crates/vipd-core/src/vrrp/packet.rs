@@ -37,6 +37,11 @@ use std::time::Duration;
 use super::checksum::Checksum;
 use super::timer::Centiseconds;
 
+/// RFC 5798 §5.2.4: the priority a master sends when it stops.
+pub const PRIORITY_STOP: u8 = 0;
+/// RFC 5798 §5.2.4: the priority of the virtual addresses' owner.
+pub const PRIORITY_OWNER: u8 = 255;
+
 /// IANA protocol number of VRRP (RFC 5798 §5.1.1.4, §5.1.2.3).
 pub const PROTOCOL: u8 = 112;
 

@@ -14,7 +14,8 @@
 //! - the result stays a valid backup priority, 1-254, except the address
 //!   owner's 255, which no weight changes (RFC 5798 §6.1).
 
-use super::instance::{FaultReason, PRIORITY_OWNER};
+use super::packet::PRIORITY_OWNER;
+use super::state::FaultReason;
 
 /// One tracker as the weights see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

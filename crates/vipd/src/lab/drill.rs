@@ -262,6 +262,45 @@ pub struct ScenarioResult {
     pub log: ClientLog,
 }
 
+impl ScenarioResult {
+    /// One line per finished scenario, for the progress output.
+    pub fn progress_line(&self) -> String {
+        let r = self;
+        if let Some(why) = &r.skipped {
+            return format!(
+                "{} {}: skipped ({why})",
+                r.stack.as_str(),
+                r.scenario.name()
+            );
+        }
+        let failed: Vec<&str> = r
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.what.as_str())
+            .collect();
+        format!(
+            "{} {}: {} (takeover {}, outage {:.0} ms, {}/{} failed, {} slow, {}/{} streams lost){}",
+            r.stack.as_str(),
+            r.scenario.name(),
+            if r.passed { "PASS" } else { "FAIL" },
+            r.takeover_ms
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.0} ms")),
+            r.outage_ms,
+            r.failed,
+            r.requests,
+            r.slow_connects,
+            r.streams_lost,
+            r.streams,
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("; failed: {}", failed.join("; "))
+            }
+        )
+    }
+}
+
 /// A lab loaded for drilling.
 pub struct Drill {
     dir: PathBuf,
@@ -507,7 +546,7 @@ impl Drill {
             self.state.save(&self.dir)?;
             match result {
                 Ok(r) => {
-                    let line = super::report::progress_line(&r);
+                    let line = r.progress_line();
                     self.say(&line);
                     results.push(r);
                 }
@@ -523,7 +562,7 @@ impl Drill {
                         ok: false,
                         detail: e.to_string(),
                     });
-                    self.say(&super::report::progress_line(&r));
+                    self.say(&r.progress_line());
                     results.push(r);
                     self.unwind();
                     self.repair();

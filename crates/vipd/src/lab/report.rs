@@ -32,41 +32,6 @@ fn repoint(values: &[f64]) -> String {
     }
 }
 
-/// One line per finished scenario, for the progress output.
-pub fn progress_line(r: &ScenarioResult) -> String {
-    if let Some(why) = &r.skipped {
-        return format!(
-            "{} {}: skipped ({why})",
-            r.stack.as_str(),
-            r.scenario.name()
-        );
-    }
-    let failed: Vec<&str> = r
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.what.as_str())
-        .collect();
-    format!(
-        "{} {}: {} (takeover {}, outage {:.0} ms, {}/{} failed, {} slow, {}/{} streams lost){}",
-        r.stack.as_str(),
-        r.scenario.name(),
-        if r.passed { "PASS" } else { "FAIL" },
-        ms(r.takeover_ms),
-        r.outage_ms,
-        r.failed,
-        r.requests,
-        r.slow_connects,
-        r.streams_lost,
-        r.streams,
-        if failed.is_empty() {
-            String::new()
-        } else {
-            format!("; failed: {}", failed.join("; "))
-        }
-    )
-}
-
 /// The terminal table: one row per scenario and stack, grouped by scenario
 /// so the stacks sit side by side; then every failed check.
 pub fn table(results: &[ScenarioResult]) -> String {
