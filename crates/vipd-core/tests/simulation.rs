@@ -216,18 +216,29 @@ impl Scenario {
             .collect()
     }
 
+    /// The one master, and the backup of its component expected to win
+    /// when it goes; None without exactly one master or a candidate backup.
+    fn master_and_best_backup(&self) -> Option<(usize, usize)> {
+        let masters = self.sim.masters();
+        let [master] = masters[..] else {
+            return None;
+        };
+        let backups: Vec<usize> = self
+            .sim
+            .candidates_in(self.sim.routers[master].component)
+            .into_iter()
+            .filter(|&i| i != master)
+            .collect();
+        Some((master, self.expected_winner(&backups)?))
+    }
+
     /// Kill the master (no priority 0); a backup takes over within the
     /// Master_Down_Interval of the best backup plus delivery delay.
     fn kill_master(&mut self) -> Result<(), String> {
-        let masters = self.sim.masters();
-        let [master] = masters[..] else {
+        let Some((master, best)) = self.master_and_best_backup() else {
             return Ok(());
         };
         self.sim.kill(master);
-        let backups: Vec<usize> = self.sim.candidates_in(self.sim.routers[master].component);
-        let Some(best) = self.expected_winner(&backups) else {
-            return Ok(());
-        };
         let best_priority = self.sim.routers[best].instance.priority();
         let killed_at = self.sim.now;
         // The best backup's timer was reset by the last advert, sent before
@@ -246,16 +257,10 @@ impl Scenario {
     /// Graceful shutdown of the master: a backup takes over within the best
     /// backup's Skew_Time plus delay (RFC 5798 §6.4.2, priority 0).
     fn shutdown_master(&mut self) -> Result<(), String> {
-        let masters = self.sim.masters();
-        let [master] = masters[..] else {
+        let Some((master, best)) = self.master_and_best_backup() else {
             return Ok(());
         };
-        let component = self.sim.routers[master].component;
         self.sim.shutdown(master);
-        let backups = self.sim.candidates_in(component);
-        let Some(best) = self.expected_winner(&backups) else {
-            return Ok(());
-        };
         let skew = self.skew(self.sim.routers[best].instance.priority(), master);
         let bound = skew + self.sim.link.max_delay;
         let start = self.sim.now;
@@ -278,18 +283,7 @@ impl Scenario {
     /// once its Master_Down_Timer (reset by the master's last advert at its
     /// old priority) runs out, and the master steps down on its advert.
     fn tracker_lowers_master(&mut self) -> Result<(), String> {
-        let masters = self.sim.masters();
-        let [master] = masters[..] else {
-            return Ok(());
-        };
-        let component = self.sim.routers[master].component;
-        let backups: Vec<usize> = self
-            .sim
-            .candidates_in(component)
-            .into_iter()
-            .filter(|&i| i != master)
-            .collect();
-        let Some(best) = self.expected_winner(&backups) else {
+        let Some((master, best)) = self.master_and_best_backup() else {
             return Ok(());
         };
         let best_priority = self.sim.routers[best].instance.priority();
@@ -334,18 +328,7 @@ impl Scenario {
     /// releases the VIP at once; a backup takes over within its Skew_Time
     /// plus delay, as after a graceful stop.
     fn fault_tracker_fails_on_master(&mut self) -> Result<(), String> {
-        let masters = self.sim.masters();
-        let [master] = masters[..] else {
-            return Ok(());
-        };
-        let component = self.sim.routers[master].component;
-        let backups: Vec<usize> = self
-            .sim
-            .candidates_in(component)
-            .into_iter()
-            .filter(|&i| i != master)
-            .collect();
-        let Some(best) = self.expected_winner(&backups) else {
+        let Some((master, best)) = self.master_and_best_backup() else {
             return Ok(());
         };
         self.sim.set_fault(master);
